@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI) and the ``gridmap`` CLI (Typer): thin layers over ``geo``."""

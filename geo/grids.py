@@ -1,0 +1,707 @@
+"""Reading a district from contract files and validating it: types, codes, hierarchy, tilings.
+
+Validation collects every problem before refusing, so a planner fixes a file once, not
+once per error. ``repair=True`` fixes what is safe to fix (invalid rings via make_valid,
+slivers below a tolerance) and reports each change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from geo.crs import metric_crs_for_bounds
+from geo.errors import DataRefused, Problem
+from geo.io import LAYERS, InputLimits, format_of, layer_from_stem, read_layer, reproject_layer
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "district": ("code", "name"),
+    "streets": ("code", "name", "district_code"),
+    "communities": ("code", "name", "street_code"),
+    "grids": ("code", "community_code"),
+    "buildings": ("building_id", "address", "households"),
+    "reports": ("report_id", "category", "reported_at"),
+    "roads": ("name",),
+}
+GEOMETRY_TYPES: dict[str, tuple[str, ...]] = {
+    "district": ("Polygon", "MultiPolygon"),
+    "streets": ("Polygon", "MultiPolygon"),
+    "communities": ("Polygon", "MultiPolygon"),
+    "grids": ("Polygon", "MultiPolygon"),
+    "buildings": ("Point",),
+    "reports": ("Point",),
+    "roads": ("LineString", "MultiLineString"),
+}
+OPTIONAL_LAYERS = ("reports", "roads")
+CODE_COLUMN = {
+    "district": "code",
+    "streets": "code",
+    "communities": "code",
+    "grids": "code",
+    "buildings": "building_id",
+    "reports": "report_id",
+}
+
+#: Gaps or overlaps smaller than this are slivers that ``--repair`` may absorb.
+SLIVER_M2 = 1.0
+#: Below this, differences are floating-point noise, not gaps (about 1 cm²).
+NOISE_M2 = 1e-4
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DistrictData:
+    """The seven contract layers of one district, in EPSG:4326."""
+
+    district: gpd.GeoDataFrame
+    streets: gpd.GeoDataFrame
+    communities: gpd.GeoDataFrame
+    grids: gpd.GeoDataFrame
+    buildings: gpd.GeoDataFrame
+    reports: gpd.GeoDataFrame
+    roads: gpd.GeoDataFrame
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def code(self) -> str:
+        return str(self.district["code"].iloc[0])
+
+    @property
+    def name(self) -> str:
+        return str(self.district["name"].iloc[0])
+
+    def layer(self, name: str) -> gpd.GeoDataFrame:
+        frame: gpd.GeoDataFrame = getattr(self, name)
+        return frame
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One change ``--repair`` made, reported to the planner."""
+
+    layer: str
+    feature: str
+    action: str
+
+    def __str__(self) -> str:
+        return f"layer {self.layer}, feature {self.feature}: {self.action}"
+
+
+def empty_layer(name: str) -> gpd.GeoDataFrame:
+    columns = {c: pd.Series(dtype=object) for c in REQUIRED_COLUMNS[name]}
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
+
+
+def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> DistrictData:
+    """Read the contract layers from GeoPackages, per-layer files or folders of them."""
+    found: dict[str, tuple[Path, str | None]] = {}
+    problems: list[Problem] = []
+    for path in _expand(paths):
+        try:
+            fmt = format_of(path)
+        except DataRefused as exc:
+            problems.extend(exc.problems)
+            continue
+        if not path.exists():
+            problems.append(Problem("file not found", file=str(path), fix="check the path"))
+            continue
+        if fmt == "gpkg":
+            import pyogrio
+
+            for name, _ in pyogrio.list_layers(path):
+                if str(name) in LAYERS:
+                    found.setdefault(str(name), (path, str(name)))
+        else:
+            layer = layer_from_stem(path)
+            if layer not in LAYERS:
+                problems.append(
+                    Problem(
+                        f"cannot tell which layer {path.name!r} holds",
+                        file=str(path),
+                        fix="name per-layer files after their layer: "
+                        + ", ".join(f"{n}.geojson" for n in LAYERS),
+                    )
+                )
+                continue
+            found[layer] = (path, None)
+    for name in LAYERS:
+        if name not in found and name not in OPTIONAL_LAYERS:
+            problems.append(
+                Problem(
+                    f"required layer {name!r} is missing",
+                    layer=name,
+                    file=", ".join(str(p) for p in paths),
+                    fix=f"add a {name!r} layer (GeoPackage layer or {name}.geojson)",
+                )
+            )
+    if problems:
+        raise DataRefused(problems=problems)
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    for name in LAYERS:
+        if name not in found:
+            layers[name] = empty_layer(name)
+            continue
+        path, layer = found[name]
+        frame = read_layer(path, layer, limits)
+        layers[name] = reproject_layer(frame, file=str(path), layer=name)
+    return DistrictData(**layers, sources={k: str(v[0]) for k, v in found.items()})
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES))
+        else:
+            out.append(path)
+    return out
+
+
+_SUFFIXES = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".csv"}
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate_district(
+    data: DistrictData,
+    *,
+    repair: bool = False,
+    sliver_m2: float = SLIVER_M2,
+    progress: Progress | None = None,
+) -> tuple[DistrictData, list[Repair]]:
+    """Check every rule of the contract; return the (repaired) data or refuse with all problems."""
+    say = progress or (lambda _msg: None)
+    problems: list[Problem] = []
+    repairs: list[Repair] = []
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    say("checking columns, codes and geometries")
+    for name in LAYERS:
+        frame = _normalise_columns(data.layer(name), name, data.sources.get(name), problems)
+        frame = _check_geometries(frame, name, data.sources.get(name), repair, problems, repairs)
+        layers[name] = frame
+    data = replace(data, **layers)
+    if problems:
+        raise DataRefused(problems=problems)
+    if len(data.district) != 1:
+        problems.append(
+            Problem(
+                f"the district layer has {len(data.district)} features; it must have exactly one",
+                layer="district",
+                fix="dissolve the district into one (Multi)Polygon feature",
+            )
+        )
+        raise DataRefused(problems=problems)
+    say("checking the hierarchy")
+    _check_parents(data, problems)
+    _check_attributes(data, problems)
+    if problems:
+        raise DataRefused(problems=problems)
+    say("checking that each level tiles its parent")
+    metric = metric_crs_for_bounds(tuple(data.district.total_bounds))
+    tiled: dict[str, gpd.GeoDataFrame] = {}
+    for child, parent, key in (
+        ("streets", "district", "district_code"),
+        ("communities", "streets", "street_code"),
+        ("grids", "communities", "community_code"),
+    ):
+        children = tiled.get(child, data.layer(child))
+        parents = tiled.get(parent, data.layer(parent))
+        fixed = check_tiling(
+            children, parents, key, child, parent, metric, repair, sliver_m2, problems, repairs
+        )
+        tiled[child] = fixed
+    data = replace(data, **tiled)
+    say("checking buildings and reports")
+    _check_points_inside(data, metric, problems)
+    if problems:
+        raise DataRefused(problems=problems)
+    return data, repairs
+
+
+def _normalise_columns(
+    frame: gpd.GeoDataFrame, name: str, source: str | None, problems: list[Problem]
+) -> gpd.GeoDataFrame:
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
+    for column in missing:
+        problems.append(
+            Problem(
+                f"required column {column!r} is missing",
+                file=source,
+                layer=name,
+                field=column,
+                fix=f"add the {column!r} column (columns of {name}: "
+                + ", ".join(REQUIRED_COLUMNS[name])
+                + ")",
+            )
+        )
+    if missing:
+        return frame
+    frame = frame.reset_index(drop=True)
+    for column in ("code", "district_code", "street_code", "community_code", "building_id"):
+        if column in frame.columns:
+            frame[column] = _as_code(frame[column])
+    if "report_id" in frame.columns:
+        frame["report_id"] = _as_code(frame["report_id"])
+    key = CODE_COLUMN.get(name)
+    if key:
+        blank = frame[key].isna() | (frame[key].astype(str).str.strip() == "")
+        for i in np.flatnonzero(blank.to_numpy())[:20]:
+            problems.append(
+                Problem(
+                    f"missing {key}",
+                    file=source,
+                    layer=name,
+                    feature=f"#{i}",
+                    field=key,
+                    fix=f"give every feature of {name} a {key}",
+                )
+            )
+        dup = frame[key].duplicated(keep=False) & ~blank
+        for value in sorted(set(frame.loc[dup, key]))[:20]:
+            rows = np.flatnonzero((frame[key] == value).to_numpy()).tolist()
+            problems.append(
+                Problem(
+                    f"duplicate {key} {value!r} (features {rows})",
+                    file=source,
+                    layer=name,
+                    feature=str(value),
+                    field=key,
+                    fix=f"make {key} unique within the {name} layer",
+                )
+            )
+    return frame
+
+
+def _as_code(values: pd.Series) -> pd.Series:
+    """Codes are strings; integers written by careless tools become their decimal text."""
+
+    def one(v: object) -> object:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v).strip()
+
+    return values.map(one).astype(object)
+
+
+def _feature_label(frame: gpd.GeoDataFrame, name: str, i: int) -> str:
+    key = CODE_COLUMN.get(name)
+    if key and key in frame.columns and frame[key].iat[i] is not None:
+        return str(frame[key].iat[i])
+    if "name" in frame.columns:
+        return f"#{i} ({frame['name'].iat[i]})"
+    return f"#{i}"
+
+
+def _check_geometries(
+    frame: gpd.GeoDataFrame,
+    name: str,
+    source: str | None,
+    repair: bool,
+    problems: list[Problem],
+    repairs: list[Repair],
+) -> gpd.GeoDataFrame:
+    if frame.empty:
+        return frame
+    geoms = frame.geometry.to_numpy()
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    for i in np.flatnonzero(missing)[:20]:
+        problems.append(
+            Problem(
+                "geometry is missing or empty",
+                file=source,
+                layer=name,
+                feature=_feature_label(frame, name, i),
+                fix="give the feature a geometry or remove it",
+            )
+        )
+    allowed = GEOMETRY_TYPES[name]
+    types = shapely.get_type_id(geoms)
+    type_names = np.array(
+        [
+            "Missing",
+            "Point",
+            "LineString",
+            "LinearRing",
+            "Polygon",
+            "MultiPoint",
+            "MultiLineString",
+            "MultiPolygon",
+            "GeometryCollection",
+        ]
+    )
+    wrong = ~missing & ~np.isin(type_names[types + 1], allowed)
+    for i in np.flatnonzero(wrong)[:20]:
+        problems.append(
+            Problem(
+                f"geometry is a {type_names[types[i] + 1]}, expected {' or '.join(allowed)}",
+                file=source,
+                layer=name,
+                feature=_feature_label(frame, name, i),
+                fix=f"the {name} layer holds {' / '.join(allowed)} geometries",
+            )
+        )
+    if shapely.has_z(geoms[~missing]).any():
+        geoms = shapely.force_2d(geoms)
+    invalid = ~missing & ~wrong & ~shapely.is_valid(geoms)
+    polygonal = name in ("district", "streets", "communities", "grids")
+    for i in np.flatnonzero(invalid):
+        label = _feature_label(frame, name, i)
+        reason = shapely.is_valid_reason(geoms[i])
+        if repair and polygonal:
+            fixed = _polygonal_part(shapely.make_valid(geoms[i]))
+            if fixed is not None:
+                geoms[i] = fixed
+                repairs.append(Repair(name, label, f"made valid ({reason})"))
+                continue
+        problems.append(
+            Problem(
+                f"invalid geometry: {reason}",
+                file=source,
+                layer=name,
+                feature=label,
+                fix="run with --repair to apply make_valid, or fix the geometry in a GIS",
+            )
+        )
+    frame = frame.copy()
+    frame[frame.geometry.name] = geoms
+    if polygonal:
+        frame[frame.geometry.name] = [
+            g if g is None or g.geom_type == "MultiPolygon" else shapely.multipolygons([g])
+            for g in frame.geometry.to_numpy()
+        ]
+    elif name == "roads":
+        frame[frame.geometry.name] = [
+            g if g is None or g.geom_type == "MultiLineString" else shapely.multilinestrings([g])
+            for g in frame.geometry.to_numpy()
+        ]
+    return frame
+
+
+def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return None
+    return shapely.union_all(parts)
+
+
+def _check_parents(data: DistrictData, problems: list[Problem]) -> None:
+    district_code = data.code
+    for child, parent, key in (
+        ("streets", "district", "district_code"),
+        ("communities", "streets", "street_code"),
+        ("grids", "communities", "community_code"),
+    ):
+        frame = data.layer(child)
+        known = set(data.layer(parent)["code"])
+        orphans = ~frame[key].isin(known)
+        for i in np.flatnonzero(orphans.to_numpy())[:50]:
+            problems.append(
+                Problem(
+                    f"{key} {frame[key].iat[i]!r} names no feature of the {parent} layer"
+                    + (f" (district is {district_code!r})" if parent == "district" else ""),
+                    file=data.sources.get(child),
+                    layer=child,
+                    feature=_feature_label(frame, child, i),
+                    field=key,
+                    fix=f"use an existing {parent} code or add the missing {parent} feature",
+                )
+            )
+
+
+def _check_attributes(data: DistrictData, problems: list[Problem]) -> None:
+    buildings = data.buildings
+    for column, required in (("households", True), ("residents", False), ("floors", False)):
+        if column not in buildings.columns:
+            continue
+        raw = buildings[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad_number = values.isna() & (raw.notna() if not required else True)
+        not_integer = values.notna() & (values != values.round())
+        negative = values < 0
+        for mask, reason, fix in (
+            (bad_number, "is not a number", "give a whole number"),
+            (not_integer, "is not a whole number", "give a whole number"),
+            (negative, "is negative", f"{column} must be zero or more"),
+        ):
+            for i in np.flatnonzero(mask.to_numpy())[:20]:
+                problems.append(
+                    Problem(
+                        f"{column} {raw.iat[i]!r} {reason}",
+                        file=data.sources.get("buildings"),
+                        layer="buildings",
+                        feature=_feature_label(buildings, "buildings", i),
+                        field=column,
+                        fix=fix,
+                    )
+                )
+    reports = data.reports
+    for column in ("reported_at", "closed_at"):
+        if column not in reports.columns or reports.empty:
+            continue
+        parsed = parse_times(reports[column])
+        bad = parsed.isna() & reports[column].notna() & (reports[column].astype(str) != "")
+        if column == "reported_at":
+            bad = bad | reports[column].isna()
+        for i in np.flatnonzero(bad.to_numpy())[:20]:
+            problems.append(
+                Problem(
+                    f"{column} {reports[column].iat[i]!r} is not an ISO 8601 time",
+                    file=data.sources.get("reports"),
+                    layer="reports",
+                    feature=_feature_label(reports, "reports", i),
+                    field=column,
+                    fix="write times as ISO 8601, e.g. 2025-03-01T08:30:00+08:00",
+                )
+            )
+    blank_category = reports["category"].isna() | (reports["category"].astype(str) == "")
+    for i in np.flatnonzero(blank_category.to_numpy())[:20]:
+        problems.append(
+            Problem(
+                "category is empty",
+                file=data.sources.get("reports"),
+                layer="reports",
+                feature=_feature_label(reports, "reports", i),
+                field="category",
+                fix="give every report a category",
+            )
+        )
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """ISO 8601 strings to UTC timestamps; times without an offset are China time (+08:00)."""
+    text = values.astype("string").str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", utc=False, format="ISO8601")
+    if getattr(parsed.dt, "tz", None) is not None:
+        return parsed.dt.tz_convert("UTC")
+    # Mixed or naive input: parse one by one so each value keeps its own offset.
+    out = [
+        _one_time(v) if isinstance(v, str) and v else pd.NaT for v in text.fillna("").tolist()
+    ]
+    return pd.Series(pd.to_datetime(out, utc=True), index=values.index)
+
+
+def _one_time(value: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return pd.NaT
+    if ts is pd.NaT:
+        return pd.NaT
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("Asia/Shanghai")
+    return ts.tz_convert("UTC")
+
+
+# --- tilings ------------------------------------------------------------------------------
+
+
+def check_tiling(
+    children: gpd.GeoDataFrame,
+    parents: gpd.GeoDataFrame,
+    key: str,
+    child_layer: str,
+    parent_layer: str,
+    metric: CRS,
+    repair: bool,
+    sliver_m2: float,
+    problems: list[Problem],
+    repairs: list[Repair],
+) -> gpd.GeoDataFrame:
+    """Each parent's children must cover it exactly: no overlap, no gap, nothing outside.
+
+    Overlay runs in EPSG:4326, where shared edges are stored and therefore exact (projecting
+    first would bend long edges away from vertices that lie on them); only the pieces found
+    are projected to ``metric`` to measure them in m². With ``repair``, slivers below
+    ``sliver_m2`` are absorbed (overlaps go to the smaller code, gaps to the neighbour with
+    the longest shared edge, parts outside the parent are clipped).
+    """
+    area_m2 = _area_measure(metric)
+    out_geoms = children.geometry.to_numpy().copy()
+    child_geoms = children.geometry.to_numpy()
+    child_codes = children["code"].to_numpy()
+    changed = False
+    for p_idx in range(len(parents)):
+        p_code = parents["code"].iat[p_idx]
+        parent_geom = parents.geometry.iat[p_idx]
+        rows = np.flatnonzero((children[key] == p_code).to_numpy())
+        where = f"{parent_layer} {p_code}"
+        if len(rows) == 0:
+            problems.append(
+                Problem(
+                    f"{where} has no {child_layer}",
+                    layer=child_layer,
+                    fix=f"add {child_layer} that cover {where}",
+                )
+            )
+            continue
+        findings = _tiling_findings(child_geoms[rows], child_codes[rows], parent_geom, area_m2)
+        fixable = all(area < sliver_m2 for _, _, area, _ in findings)
+        if findings and repair and fixable:
+            fixed = _repair_tiling(child_geoms[rows], child_codes[rows], parent_geom)
+            for j, row in enumerate(rows):
+                out_geoms[row] = _as_multi(fixed[j])
+            for kind, code, area, _point in findings:
+                repairs.append(
+                    Repair(child_layer, str(code), f"absorbed a {area:.3f} m² {kind} in {where}")
+                )
+            changed = True
+            continue
+        for kind, code, area, point in findings:
+            hint = (
+                "run with --repair to absorb slivers"
+                if area < sliver_m2
+                else f"redraw the {child_layer} so they tile {where} exactly"
+            )
+            problems.append(
+                Problem(
+                    f"{kind} of {area:,.2f} m² in {where} near ({point.x:.6f}, {point.y:.6f})",
+                    layer=child_layer,
+                    feature=str(code) if code is not None else None,
+                    fix=hint,
+                )
+            )
+    if not changed:
+        return children
+    out = children.copy()
+    out[out.geometry.name] = out_geoms
+    return out
+
+
+def _area_measure(metric: CRS) -> Callable[[shapely.Geometry], float]:
+    """Area in m² of a lon/lat geometry, measured in ``metric``."""
+    from pyproj import Transformer
+
+    forward = Transformer.from_crs(4326, metric, always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = forward.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    def measure(geom: shapely.Geometry) -> float:
+        if geom is None or shapely.is_empty(geom):
+            return 0.0
+        return float(shapely.area(shapely.transform(geom, project)))
+
+    return measure
+
+
+def _as_multi(geom: shapely.Geometry) -> shapely.Geometry:
+    if geom.geom_type == "Polygon":
+        return shapely.multipolygons([geom])
+    return geom
+
+
+def _tiling_findings(
+    geoms: np.ndarray,
+    codes: np.ndarray,
+    parent: shapely.Geometry,
+    area_m2: Callable[[shapely.Geometry], float],
+) -> list[tuple[str, str | None, float, shapely.Point]]:
+    """(kind, child code, area m², location) for overlaps, gaps and parts outside the parent."""
+    findings: list[tuple[str, str | None, float, shapely.Point]] = []
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    for a, b in zip(left, right, strict=True):
+        if a >= b:
+            continue
+        overlap = _polygonal_part(shapely.intersection(geoms[a], geoms[b]))
+        area = area_m2(overlap)
+        if overlap is not None and area > NOISE_M2:
+            findings.append(
+                (
+                    f"overlap between {codes[a]} and {codes[b]}",
+                    codes[a],
+                    area,
+                    shapely.point_on_surface(overlap),
+                )
+            )
+    outside = shapely.difference(geoms, parent)
+    for i, piece in enumerate(outside):
+        area = area_m2(piece)
+        if area > NOISE_M2:
+            findings.append(
+                (
+                    f"part outside its parent ({codes[i]} is not inside it)",
+                    codes[i],
+                    area,
+                    shapely.point_on_surface(piece),
+                )
+            )
+    gaps = shapely.difference(parent, shapely.union_all(geoms))
+    for piece in shapely.get_parts(gaps):
+        area = area_m2(piece)
+        if area > NOISE_M2:
+            findings.append(("gap", None, area, shapely.point_on_surface(piece)))
+    return findings
+
+
+def _repair_tiling(
+    geoms: np.ndarray, codes: np.ndarray, parent: shapely.Geometry
+) -> list[shapely.Geometry]:
+    """Clip to the parent, give overlaps to the smaller code, gaps to the longest neighbour."""
+    order = np.argsort(codes.astype(str))
+    fixed: list[shapely.Geometry] = [shapely.Polygon()] * len(geoms)
+    taken: shapely.Geometry = shapely.Polygon()
+    for i in order:
+        g = shapely.difference(shapely.intersection(geoms[i], parent), taken)
+        fixed[i] = _polygonal_part(g) or shapely.Polygon()
+        taken = shapely.union(taken, fixed[i])
+    gaps = shapely.difference(parent, taken)
+    for piece in shapely.get_parts(gaps):
+        if shapely.area(piece) <= 0:
+            continue
+        shared = [shapely.length(shapely.intersection(piece.boundary, f.boundary)) for f in fixed]
+        best = int(np.argmax(shared))
+        fixed[best] = _polygonal_part(shapely.union(fixed[best], piece)) or fixed[best]
+    return fixed
+
+
+def _check_points_inside(data: DistrictData, metric: CRS, problems: list[Problem]) -> None:
+    district = data.district.geometry.iat[0]
+    buildings = data.buildings
+    if buildings.empty:
+        return
+    shapely.prepare(district)
+    inside = shapely.covers(district, buildings.geometry.to_numpy())
+    for i in np.flatnonzero(~inside)[:50]:
+        pt = buildings.geometry.iat[i]
+        problems.append(
+            Problem(
+                f"building at ({pt.x:.6f}, {pt.y:.6f}) lies outside the district",
+                file=data.sources.get("buildings"),
+                layer="buildings",
+                feature=_feature_label(buildings, "buildings", i),
+                fix="correct its coordinates (lon/lat order?) or remove it",
+            )
+        )
+
+
+def write_district_layers(data: DistrictData, out: Path) -> list[Path]:
+    """Write every non-empty layer in the contract: one GeoPackage, or one file per layer."""
+    from geo.io import layer_paths, write_layer
+
+    if out.suffix.lower() == ".gpkg" and out.exists():
+        out.unlink()  # a GeoPackage gains layers on write: start from an empty file
+    written: list[Path] = []
+    for name, path in layer_paths(out, LAYERS).items():
+        frame = data.layer(name)
+        if frame.empty and name in OPTIONAL_LAYERS:
+            continue
+        if path.suffix.lower() == ".csv" and name not in ("buildings", "reports"):
+            path = path.with_suffix(".geojson")
+        write_layer(frame, path, name)
+        written.append(path)
+    return written

@@ -1,0 +1,63 @@
+"""One settings object for the whole service, read from ``GRIDMAP_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root: the embedded cluster lives under ``<root>/.gridmap`` by default.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class EmbeddedDatabase(BaseModel):
+    """The private PostgreSQL + PostGIS cluster gridmap runs when no URL is given."""
+
+    home: Path = PROJECT_ROOT / ".gridmap"
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    database: str = "gridmap"
+    #: The unprivileged system account that runs the server when gridmap runs as root.
+    os_user: str = "gridmap"
+
+
+class MapSettings(BaseModel):
+    """Basemap for served and exported maps; ``none`` draws only the district's own layers."""
+
+    basemap: Literal["none", "local", "tianditu", "amap"] = "none"
+    tile_url: str | None = None
+    tianditu_key: str | None = None
+
+
+class GridmapSettings(BaseSettings):
+    """Everything configurable, from ``GRIDMAP_*`` variables (nested with ``__``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDMAP_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    database_url: str | None = None
+    embedded: EmbeddedDatabase = EmbeddedDatabase()
+    maps: MapSettings = MapSettings()
+    #: Largest file ``gridmap load`` accepts, a guard against hostile input.
+    max_file_bytes: int = Field(default=2 * 1024**3, gt=0)
+    #: Caps checked on raw GeoJSON/WKB before shapely parses a geometry.
+    max_vertices_per_feature: int = Field(default=1_000_000, gt=0)
+    max_nesting_depth: int = Field(default=8, gt=0)
+    lookup_batch_limit: int = Field(default=10_000, gt=0, le=1_000_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError(
+                "GRIDMAP_DATABASE_URL must be a postgresql:// URL (PostGIS is required)"
+            )
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value

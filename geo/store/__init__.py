@@ -1,0 +1,1 @@
+"""The PostGIS store: models, sessions, queries, migrations and the embedded cluster."""

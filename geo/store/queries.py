@@ -1,0 +1,510 @@
+"""Reading and writing districts in PostGIS; every function takes a Session and never commits.
+
+Bulk rows (buildings, reports) go in with COPY after being assigned to grids in Python:
+far faster than ORM inserts or an ``UPDATE … ST_Covers`` pass over the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from geoalchemy2.elements import WKBElement
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from geo.errors import Conflict, NotFound
+from geo.grids import REQUIRED_COLUMNS, DistrictData, Repair, parse_times
+from geo.store.models import (
+    SRID,
+    Building,
+    Community,
+    District,
+    Grid,
+    GridPlan,
+    PlanStatus,
+    Report,
+    Road,
+    Street,
+)
+
+Progress = Callable[[str], None]
+
+#: Columns the schema stores as columns; anything else in a layer goes to ``attrs``.
+BUILDING_COLUMNS = ("building_id", "address", "households", "residents", "floors")
+REPORT_COLUMNS = (
+    "report_id",
+    "category",
+    "subcategory",
+    "reported_at",
+    "closed_at",
+    "status",
+    "description",
+)
+
+
+@dataclass
+class LoadSummary:
+    """What a load did, for the planner and for ``--json``."""
+
+    district_code: str
+    district_name: str
+    plan_id: int
+    streets: int
+    communities: int
+    grids: int
+    buildings: int
+    households: int
+    reports: int
+    roads: int
+    buildings_unassigned: int
+    reports_unassigned: int
+    replaced: bool
+    seconds: float
+    repairs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _wkb(geom: shapely.Geometry) -> WKBElement:
+    return WKBElement(shapely.to_wkb(geom), srid=SRID, extended=False)
+
+
+def _ewkb_hex(geoms: np.ndarray) -> np.ndarray:
+    return shapely.to_wkb(shapely.set_srid(geoms, SRID), hex=True, include_srid=True)
+
+
+def _extra_attrs(frame: pd.DataFrame, known: Sequence[str]) -> list[str]:
+    """JSON of the columns the schema does not name, one string per row."""
+    extra = [c for c in frame.columns if c not in known and c != frame.geometry.name]
+    if not extra:
+        return ["{}"] * len(frame)
+    sub = pd.DataFrame(frame[extra])
+    records = sub.astype(object).where(sub.notna(), None).to_dict(orient="records")
+    return [json.dumps(r, ensure_ascii=False, default=str, sort_keys=True) for r in records]
+
+
+def district_id(session: Session, code: str) -> int:
+    found = session.scalar(select(District.id).where(District.code == code))
+    if found is None:
+        raise NotFound(f"no district with code {code!r}", field="district")
+    return int(found)
+
+
+def published_plan_id(session: Session, district_pk: int) -> int:
+    found = session.scalar(
+        select(GridPlan.id).where(
+            GridPlan.district_id == district_pk, GridPlan.status == PlanStatus.published
+        )
+    )
+    if found is None:
+        raise NotFound("the district has no published plan", field="district")
+    return int(found)
+
+
+def store_district(
+    session: Session,
+    data: DistrictData,
+    *,
+    replace: bool = False,
+    repairs: Sequence[Repair] = (),
+    source: str | None = None,
+    author: str = "gridmap load",
+    progress: Progress | None = None,
+) -> LoadSummary:
+    """Insert a validated district; its grids become the first published plan.
+
+    Refuses a district that exists unless ``replace``; the caller's transaction makes the
+    delete and the new rows land together or not at all.
+    """
+    from geo.assign import GridIndex
+
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    existing = session.scalar(
+        select(District.id).where(District.code == data.code).with_for_update()
+    )
+    if existing is not None:
+        if not replace:
+            raise Conflict(
+                f"district {data.code} is already loaded",
+                field="district",
+                fix="pass --replace to replace it (atomically)",
+            )
+        say(f"removing the stored district {data.code}")
+        session.execute(delete(District).where(District.id == existing))
+
+    say("storing the hierarchy")
+    district_pk = session.scalar(
+        insert(District)
+        .values(
+            code=data.code,
+            name=data.name,
+            geom=_wkb(data.district.geometry.iat[0]),
+            source=source,
+            attrs=json.loads(_extra_attrs(data.district, REQUIRED_COLUMNS["district"])[0]),
+        )
+        .returning(District.id)
+    )
+    assert district_pk is not None
+    street_ids = _insert_units(
+        session,
+        Street,
+        data.streets,
+        {"district_id": district_pk},
+        REQUIRED_COLUMNS["streets"],
+    )
+    communities = data.communities.assign(
+        street_id=data.communities["street_code"].map(street_ids)
+    )
+    community_ids = _insert_units(
+        session,
+        Community,
+        communities,
+        {"district_id": district_pk},
+        (*REQUIRED_COLUMNS["communities"], "street_id"),
+    )
+    plan_id = session.scalar(
+        insert(GridPlan)
+        .values(
+            district_id=district_pk,
+            status=PlanStatus.published,
+            author=author,
+            note=f"loaded from {source}" if source else "loaded",
+            effective_from=datetime.now(UTC),
+        )
+        .returning(GridPlan.id)
+    )
+    assert plan_id is not None
+    grids = data.grids.assign(community_id=data.grids["community_code"].map(community_ids))
+    grid_ids = _insert_grids(session, plan_id, grids)
+
+    say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
+    index = GridIndex.from_frame(data.grids, code_column="code")
+    b_codes = _assign_codes(index, data.buildings)
+    r_codes = _assign_codes(index, data.reports)
+
+    say(f"writing {len(data.buildings):,} buildings")
+    copy_buildings(session, district_pk, data.buildings, b_codes, grid_ids)
+    say(f"writing {len(data.reports):,} reports")
+    copy_reports(session, district_pk, data.reports, r_codes, grid_ids)
+    if not data.roads.empty:
+        session.execute(
+            insert(Road),
+            [
+                {"district_id": district_pk, "name": str(name), "geom": _wkb(geom), "attrs": attrs}
+                for name, geom, attrs in zip(
+                    data.roads["name"],
+                    data.roads.geometry,
+                    map(json.loads, _extra_attrs(data.roads, REQUIRED_COLUMNS["roads"])),
+                    strict=True,
+                )
+            ],
+        )
+    households = pd.to_numeric(data.buildings["households"]).sum()
+    return LoadSummary(
+        district_code=data.code,
+        district_name=data.name,
+        plan_id=int(plan_id),
+        streets=len(data.streets),
+        communities=len(data.communities),
+        grids=len(data.grids),
+        buildings=len(data.buildings),
+        households=int(households),
+        reports=len(data.reports),
+        roads=len(data.roads),
+        buildings_unassigned=int(sum(c is None for c in b_codes)),
+        reports_unassigned=int(sum(c is None for c in r_codes)),
+        replaced=existing is not None,
+        seconds=round(time.perf_counter() - started, 2),
+        repairs=[str(r) for r in repairs],
+    )
+
+
+def _assign_codes(index: Any, points: gpd.GeoDataFrame) -> list[str | None]:
+    if points.empty:
+        return []
+    xy = shapely.get_coordinates(points.geometry.to_numpy())
+    result = index.assign(xy[:, 0], xy[:, 1])
+    return list(result.grid_code)
+
+
+def _insert_units(
+    session: Session,
+    model: type[Street] | type[Community],
+    frame: gpd.GeoDataFrame,
+    fixed: dict[str, Any],
+    known: Sequence[str],
+) -> dict[str, int]:
+    attrs = _extra_attrs(frame, (*known, "district_code", "street_code"))
+    rows = [
+        {
+            **fixed,
+            "code": code,
+            "name": str(name),
+            "geom": _wkb(geom),
+            "attrs": json.loads(a),
+            **({"street_id": int(frame["street_id"].iat[i])} if "street_id" in frame else {}),
+        }
+        for i, (code, name, geom, a) in enumerate(
+            zip(frame["code"], frame["name"], frame.geometry, attrs, strict=True)
+        )
+    ]
+    result = session.execute(insert(model).returning(model.id, model.code), rows)
+    return {code: pk for pk, code in result.all()}
+
+
+def _insert_grids(session: Session, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
+    attrs = _extra_attrs(grids, ("code", "community_code", "name", "community_id"))
+    names = grids["name"] if "name" in grids.columns else pd.Series([None] * len(grids))
+    rows = [
+        {
+            "plan_id": plan_id,
+            "community_id": int(cid),
+            "code": code,
+            "name": None if name is None or (isinstance(name, float) and np.isnan(name)) else name,
+            "geom": _wkb(geom),
+            "attrs": json.loads(a),
+        }
+        for code, cid, name, geom, a in zip(
+            grids["code"], grids["community_id"], names, grids.geometry, attrs, strict=True
+        )
+    ]
+    if not rows:
+        return {}
+    result = session.execute(insert(Grid).returning(Grid.id, Grid.code), rows)
+    return {code: pk for pk, code in result.all()}
+
+
+def _copy(session: Session, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
+    """COPY a frame into ``table`` as CSV; unquoted empty fields are NULL."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+        copy.write(buffer.getvalue())
+
+
+def _int_column(values: pd.Series | None, length: int) -> pd.Series:
+    if values is None:
+        return pd.Series([None] * length, dtype=object)
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers.astype("Int64")
+
+
+def copy_buildings(
+    session: Session,
+    district_pk: int,
+    buildings: gpd.GeoDataFrame,
+    codes: Sequence[str | None],
+    grid_ids: dict[str, int],
+) -> None:
+    if buildings.empty:
+        return
+    n = len(buildings)
+    frame = pd.DataFrame(
+        {
+            "district_id": district_pk,
+            "building_id": buildings["building_id"].to_numpy(),
+            "address": buildings["address"].astype(str).to_numpy(),
+            "households": _int_column(buildings["households"], n).to_numpy(),
+            "residents": _int_column(buildings.get("residents"), n).to_numpy(),
+            "floors": _int_column(buildings.get("floors"), n).to_numpy(),
+            "attrs": _extra_attrs(buildings, BUILDING_COLUMNS),
+            "grid_id": pd.array([grid_ids.get(c) if c else None for c in codes], dtype="Int64"),
+            "geom": _ewkb_hex(buildings.geometry.to_numpy()),
+        }
+    )
+    _copy(session, Building.__tablename__, list(frame.columns), frame)
+
+
+def copy_reports(
+    session: Session,
+    district_pk: int,
+    reports: gpd.GeoDataFrame,
+    codes: Sequence[str | None],
+    grid_ids: dict[str, int],
+) -> None:
+    if reports.empty:
+        return
+    n = len(reports)
+
+    def text_column(name: str, default: str | None = None) -> Any:
+        if name not in reports.columns:
+            return [default] * n
+        values = reports[name].astype(object)
+        return values.where(values.notna() & (values.astype(str) != ""), default).to_numpy()
+
+    def time_column(name: str) -> Any:
+        if name not in reports.columns:
+            return [None] * n
+        parsed = parse_times(reports[name])
+        return parsed.dt.strftime("%Y-%m-%dT%H:%M:%S%z").where(parsed.notna(), None).to_numpy()
+
+    code_array = np.asarray(codes, dtype=object)
+    mapped = pd.Series(code_array).map(grid_ids)
+    frame = pd.DataFrame(
+        {
+            "district_id": district_pk,
+            "report_id": reports["report_id"].to_numpy(),
+            "category": reports["category"].astype(str).to_numpy(),
+            "subcategory": text_column("subcategory"),
+            "reported_at": time_column("reported_at"),
+            "closed_at": time_column("closed_at"),
+            "status": text_column("status", "reported"),
+            "description": text_column("description"),
+            "attrs": _extra_attrs(reports, REPORT_COLUMNS),
+            "grid_id": pd.array(mapped.to_numpy(), dtype="Int64"),
+            "geom": _ewkb_hex(reports.geometry.to_numpy()),
+        }
+    )
+    _copy(session, Report.__tablename__, list(frame.columns), frame)
+
+
+# --- reading back ---------------------------------------------------------------------------
+
+
+def _read(session: Session, sql: str, **params: Any) -> gpd.GeoDataFrame:
+    return gpd.read_postgis(
+        text(sql).bindparams(**params), session.connection(), geom_col="geom", crs=SRID
+    )
+
+
+def _expand_attrs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    if "attrs" not in frame.columns:
+        return frame
+    extra = pd.DataFrame(list(frame["attrs"].map(lambda a: a or {})), index=frame.index)
+    frame = frame.drop(columns=["attrs"])
+    for column in sorted(extra.columns):
+        if column not in frame.columns:
+            frame[column] = extra[column]
+    return frame
+
+
+def _finish(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    frame = _expand_attrs(frame).rename_geometry("geometry")
+    return frame.reset_index(drop=True)
+
+
+def plan_grids(session: Session, plan_id: int) -> gpd.GeoDataFrame:
+    """A plan's grids with their community code, in code order."""
+    return _finish(
+        _read(
+            session,
+            """SELECT g.code, c.code AS community_code, g.name, g.attrs, g.geom
+               FROM grids g JOIN communities c ON c.id = g.community_id
+               WHERE g.plan_id = :plan ORDER BY g.code""",
+            plan=plan_id,
+        )
+    )
+
+
+def load_district_data(session: Session, code: str, plan_id: int | None = None) -> DistrictData:
+    """The stored district as contract layers (grids of ``plan_id`` or the published plan)."""
+    pk = district_id(session, code)
+    plan = plan_id if plan_id is not None else published_plan_id(session, pk)
+    district = _finish(
+        _read(session, "SELECT code, name, attrs, geom FROM districts WHERE id = :d", d=pk)
+    )
+    streets = _finish(
+        _read(
+            session,
+            """SELECT s.code, s.name, :code AS district_code, s.attrs, s.geom
+               FROM streets s WHERE s.district_id = :d ORDER BY s.code""",
+            d=pk,
+            code=code,
+        )
+    )
+    communities = _finish(
+        _read(
+            session,
+            """SELECT c.code, c.name, s.code AS street_code, c.attrs, c.geom
+               FROM communities c JOIN streets s ON s.id = c.street_id
+               WHERE c.district_id = :d ORDER BY c.code""",
+            d=pk,
+        )
+    )
+    grids = plan_grids(session, plan)
+    buildings = _finish(
+        _read(
+            session,
+            """SELECT building_id, address, households, residents, floors, attrs, geom
+               FROM buildings WHERE district_id = :d ORDER BY building_id""",
+            d=pk,
+        )
+    )
+    reports = _finish(
+        _read(
+            session,
+            """SELECT report_id, category, subcategory,
+                      to_char(reported_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS reported_at,
+                      to_char(closed_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS closed_at,
+                      status, description, attrs, geom
+               FROM reports WHERE district_id = :d ORDER BY report_id""",
+            d=pk,
+        )
+    )
+    roads = _finish(
+        _read(session, "SELECT name, attrs, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk)
+    )
+    return DistrictData(district, streets, communities, grids, buildings, reports, roads)
+
+
+def district_counts(session: Session, code: str) -> dict[str, Any]:
+    """Counts a planner wants at a glance (``GET /districts/{code}``, ``gridmap db status``)."""
+    pk = district_id(session, code)
+    plan = published_plan_id(session, pk)
+    row = session.execute(
+        text(
+            """SELECT d.code, d.name,
+                 (SELECT count(*) FROM streets WHERE district_id = d.id) AS streets,
+                 (SELECT count(*) FROM communities WHERE district_id = d.id) AS communities,
+                 (SELECT count(*) FROM grids WHERE plan_id = :plan) AS grids,
+                 (SELECT count(*) FROM buildings WHERE district_id = d.id) AS buildings,
+                 (SELECT coalesce(sum(households), 0) FROM buildings
+                   WHERE district_id = d.id) AS households,
+                 (SELECT count(*) FROM reports WHERE district_id = d.id) AS reports,
+                 (SELECT count(*) FROM roads WHERE district_id = d.id) AS roads,
+                 ST_Area(d.geom::geography) / 1e6 AS area_km2
+               FROM districts d WHERE d.id = :d"""
+        ),
+        {"d": pk, "plan": plan},
+    ).mappings().one()
+    out = dict(row)
+    out["households"] = int(out["households"])
+    out["area_km2"] = round(float(out["area_km2"]), 3)
+    out["plan_id"] = plan
+    return out
+
+
+def list_district_codes(session: Session) -> list[str]:
+    return [str(c) for c in session.scalars(select(District.code).order_by(District.code))]
+
+
+def count_rows(session: Session, code: str) -> dict[str, int]:
+    """Rows per table for one district: used by tests to prove a refused load changed nothing."""
+    pk = session.scalar(select(District.id).where(District.code == code))
+    if pk is None:
+        return {}
+    return {
+        model.__tablename__: int(
+            session.scalar(select(func.count()).select_from(model).where(model.district_id == pk))
+            or 0
+        )
+        for model in (Street, Community, Building, Report, Road)
+    }

@@ -1,0 +1,1 @@
+"""Folium maps of hotspots, workloads and plan changes, built to open offline."""
