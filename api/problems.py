@@ -1,0 +1,113 @@
+"""RFC 9457 problem details: the one status table and the one handler for every error.
+
+Routes never raise HTTPException; geo raises GridmapError subclasses carrying the field
+and the reason, and this module turns them into ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from geo.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    DataRefused,
+    GridmapError,
+    InvalidInput,
+    NotFound,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Most specific class first.
+STATUS: list[tuple[type[GridmapError], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict"),
+    (DataRefused, 422, "Data refused"),
+    (InvalidInput, 422, "Invalid input"),
+    (DatabaseUnavailable, 503, "Database unavailable"),
+    (GridmapError, 400, "Bad request"),
+]
+
+
+def problem(
+    status: int, title: str, detail: str, instance: str, errors: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+async def _gridmap_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GridmapError)
+    status, title = next((s, t) for cls, s, t in STATUS if isinstance(exc, cls))
+    errors: list[dict[str, Any]] = []
+    if isinstance(exc, DataRefused):
+        errors = [p.as_dict() for p in exc.problems]
+    elif exc.field:
+        errors = [
+            {"field": exc.field, "reason": exc.reason, **({"fix": exc.fix} if exc.fix else {})}
+        ]
+    return problem(status, title, str(exc), request.url.path, errors)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in err["loc"] if p not in ("query", "body", "path")),
+            "reason": err["msg"],
+            "in": str(err["loc"][0]) if err["loc"] else None,
+        }
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field'] or 'request'}: {e['reason']}" for e in errors)
+    return problem(422, "Invalid input", detail, request.url.path, errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(GridmapError, _gridmap_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+#: OpenAPI description of a problem response, for ``responses=`` on routes.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": title,
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "instance": {"type": "string"},
+                        "errors": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["type", "title", "status", "detail"],
+                }
+            }
+        },
+    }
+    for status, title in ((404, "Not found"), (409, "Conflict"), (422, "Invalid input"))
+}

@@ -1,0 +1,157 @@
+"""``/lookup``: which grid owns a coordinate or an address."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel
+
+from api.deps import LookupDep, SessionDep, SettingsDep
+from api.problems import PROBLEM_RESPONSES
+from api.schemas import AddressResult, LookupResult, PointIn
+from geo.errors import InvalidInput
+
+router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)
+
+CHINA = ZoneInfo("Asia/Shanghai")
+Crs = Literal["EPSG:4326", "EPSG:4490"]
+Coordsys = Literal["wgs84", "cgcs2000", "gcj02"]
+
+
+def _as_of(value: date | None) -> datetime | None:
+    """A date means the end of that day in China time; a datetime is taken as given."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=CHINA)
+    return datetime.combine(value, time(23, 59, 59), tzinfo=CHINA)
+
+
+def _coordsys(crs: str, coordsys: str | None) -> Any:
+    if coordsys is not None:
+        return coordsys
+    return "cgcs2000" if crs == "EPSG:4490" else "wgs84"
+
+
+@router.get("/lookup", response_model=LookupResult | AddressResult)
+def lookup(
+    session: SessionDep,
+    grids: LookupDep,
+    lon: Annotated[float | None, Query(allow_inf_nan=False, description="longitude")] = None,
+    lat: Annotated[float | None, Query(allow_inf_nan=False, description="latitude")] = None,
+    address: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="a Chinese address")
+    ] = None,
+    crs: Annotated[Crs, Query(description="CRS of lon/lat; CGCS2000 = WGS 84 here")] = "EPSG:4326",
+    coordsys: Annotated[
+        Coordsys | None, Query(description="gcj02 for points copied from AMap/Gaode")
+    ] = None,
+    district: Annotated[str | None, Query(min_length=1, description="search one district")] = None,
+    as_of: Annotated[
+        date | None, Query(description="answer with the plan in force on this date")
+    ] = None,
+    snap_m: Annotated[
+        float, Query(ge=0, le=10_000, allow_inf_nan=False, description="snap tolerance, metres")
+    ] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=20, description="address candidates")] = 5,
+) -> Any:
+    """The grid that owns a point (``lon`` + ``lat``) or an address (``address``).
+
+    A point belongs to the grid of the published plan whose closed polygon covers it; on a
+    boundary shared by several grids, to the smallest grid code; outside every grid the
+    answer gives the nearest grid and its distance in metres (``snap_m`` assigns it).
+    """
+    if address is not None:
+        if lon is not None or lat is not None:
+            raise InvalidInput("give either lon/lat or address, not both", field="address")
+        from geo.address_book import search_address
+
+        return search_address(session, address, district=district, limit=limit)
+    if lon is None or lat is None:
+        missing = "lon" if lon is None else "lat"
+        raise InvalidInput(
+            f"{missing} is required (or give address=)",
+            field=missing,
+            fix="send both lon and lat in decimal degrees, or an address",
+        )
+    answer = grids.lookup(
+        session,
+        lon,
+        lat,
+        coordsys=_coordsys(crs, coordsys),
+        district=district,
+        as_of=_as_of(as_of),
+        snap_m=snap_m,
+    )
+    return answer.as_dict()
+
+
+class BatchLookupResult(LookupResult):
+    id: str | int | None = None
+
+
+class GeoJSONPoint(BaseModel):
+    type: Literal["Point"]
+    coordinates: list[float]
+
+
+class PointFeature(BaseModel):
+    type: Literal["Feature"]
+    id: str | int | None = None
+    geometry: GeoJSONPoint
+    properties: dict[str, Any] | None = None
+
+
+class PointCollection(BaseModel):
+    type: Literal["FeatureCollection"]
+    features: list[PointFeature]
+
+
+@router.post("/lookup", response_model=list[BatchLookupResult])
+def lookup_batch(
+    session: SessionDep,
+    grids: LookupDep,
+    settings: SettingsDep,
+    points: Annotated[
+        list[PointIn] | PointCollection,
+        Body(description="a JSON list of {lon, lat, id} or a GeoJSON FeatureCollection of Points"),
+    ],
+    crs: Annotated[Crs, Query()] = "EPSG:4326",
+    coordsys: Annotated[Coordsys | None, Query()] = None,
+    district: Annotated[str | None, Query(min_length=1)] = None,
+    as_of: Annotated[date | None, Query()] = None,
+    snap_m: Annotated[float, Query(ge=0, le=10_000, allow_inf_nan=False)] = 0.0,
+) -> list[dict[str, Any]]:
+    """Look up many points at once (at most ``GRIDMAP_LOOKUP_BATCH_LIMIT``, 10,000 by default)."""
+    if isinstance(points, PointCollection):
+        rows: list[tuple[Any, float, float]] = []
+        for i, f in enumerate(points.features):
+            if len(f.geometry.coordinates) < 2:
+                raise InvalidInput(
+                    "a Point needs [lon, lat]", field=f"features[{i}].geometry.coordinates"
+                )
+            rows.append((f.id, f.geometry.coordinates[0], f.geometry.coordinates[1]))
+    else:
+        rows = [(p.id, p.lon, p.lat) for p in points]
+    limit = settings.lookup_batch_limit
+    if len(rows) > limit:
+        raise InvalidInput(
+            f"{len(rows):,} points is over the batch limit of {limit:,}",
+            field="body",
+            fix="split the batch, or use `gridmap assign` for files",
+        )
+    if not rows:
+        return []
+    answers = grids.lookup_many(
+        session,
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        coordsys=_coordsys(crs, coordsys),
+        district=district,
+        as_of=_as_of(as_of),
+        snap_m=snap_m,
+    )
+    return [{"id": r[0], **a.as_dict()} for r, a in zip(rows, answers, strict=True)]
