@@ -1,0 +1,74 @@
+"""``gridmap lookup``: the same answer as ``GET /lookup``, from the command line."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import typer
+
+from geo.errors import InvalidInput
+
+
+def lookup_command(
+    lon: float | None = typer.Option(None, "--lon", help="longitude"),
+    lat: float | None = typer.Option(None, "--lat", help="latitude"),
+    address: str | None = typer.Option(None, "--address", help="a Chinese address"),
+    district: str | None = typer.Option(None, "--district", help="search one district"),
+    coordsys: str = typer.Option("wgs84", "--coordsys", help="wgs84, cgcs2000 or gcj02"),
+    as_of: str | None = typer.Option(None, "--as-of", help="plan in force on this date"),
+    snap_m: float = typer.Option(0.0, "--snap-m", help="snap tolerance in metres"),
+    limit: int = typer.Option(5, "--limit", help="address candidates"),
+    json_output: bool = typer.Option(False, "--json", help="print the API's JSON answer"),
+) -> None:
+    """Which grid owns a coordinate or an address (the rule of GET /lookup)."""
+    from api.cli import database_url, out, print_json, settings
+    from geo.lookup import GridLookup
+    from geo.store.session import transaction
+
+    if coordsys not in ("wgs84", "cgcs2000", "gcj02"):
+        raise InvalidInput(f"unknown coordsys {coordsys!r}", field="coordsys")
+    when = None
+    if as_of:
+        try:
+            parsed = date.fromisoformat(as_of)
+        except ValueError:
+            raise InvalidInput(f"{as_of!r} is not a date", field="as_of") from None
+        when = datetime.combine(parsed, time(23, 59, 59), tzinfo=ZoneInfo("Asia/Shanghai"))
+    with transaction(database_url(settings())) as session:
+        answer: dict[str, Any]
+        if address is not None:
+            from geo.address_book import search_address
+
+            answer = search_address(session, address, district=district, limit=limit)
+        elif lon is None or lat is None:
+            raise InvalidInput(
+                "give --lon and --lat, or --address", field="lon" if lon is None else "lat"
+            )
+        else:
+            answer = (
+                GridLookup()
+                .lookup(
+                    session,
+                    lon,
+                    lat,
+                    coordsys=coordsys,  # type: ignore[arg-type]
+                    district=district,
+                    as_of=when,
+                    snap_m=snap_m,
+                )
+                .as_dict()
+            )
+    if json_output:
+        print_json(answer)
+        return
+    for key, value in answer.items():
+        if value is not None and key != "candidates":
+            out.print(f"[bold]{key}[/]: {value}", highlight=False)
+    for candidate in answer.get("candidates", []):
+        out.print(
+            f"  {candidate['score']:5.1f}  {candidate['address']}  "
+            f"(building {candidate['building_id']}, grid {candidate['grid_code']})",
+            highlight=False,
+        )

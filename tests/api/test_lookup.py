@@ -1,0 +1,219 @@
+"""The lookup rule over HTTP, in SQL, in memory and in the CLI, on the hand-drawn district."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from api.cli import app as cli_app
+from geo.crs import wgs84_to_gcj02
+from geo.lookup import GridLookup, sql_lookup
+from geo.store.session import transaction
+from tests.api.conftest import LiveServer
+from tests.handmade import handmade_layers
+
+GRIDS = handmade_layers()["grids"]
+VERTICES = np.unique(shapely.get_coordinates(GRIDS.geometry.to_numpy()), axis=0)
+
+
+def _edge_midpoints() -> np.ndarray:
+    rings = shapely.get_rings(shapely.get_parts(GRIDS.geometry.to_numpy()))
+    out = []
+    for ring in rings:
+        xy = shapely.get_coordinates(ring)
+        out.extend((xy[:-1] + xy[1:]) / 2)
+    return np.unique(np.array(out), axis=0)
+
+
+MIDPOINTS = _edge_midpoints()
+XMIN, YMIN, XMAX, YMAX = GRIDS.total_bounds
+
+points = st.one_of(
+    st.sampled_from([tuple(v) for v in VERTICES]),
+    st.sampled_from([tuple(v) for v in MIDPOINTS]),
+    st.tuples(
+        st.floats(XMIN - 0.01, XMAX + 0.01, allow_nan=False),
+        st.floats(YMIN - 0.01, YMAX + 0.01, allow_nan=False),
+    ),
+)
+
+
+def oracle(lon: float, lat: float) -> str | None:
+    """Brute force: every grid whose closed polygon covers the point; the smallest code wins."""
+    p = shapely.Point(lon, lat)
+    covering = sorted(c for c, g in zip(GRIDS["code"], GRIDS.geometry, strict=True) if g.covers(p))
+    return covering[0] if covering else None
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(point=points)
+def test_every_path_agrees(live_server: LiveServer, point: tuple[float, float]) -> None:
+    lon, lat = float(point[0]), float(point[1])
+    expected = oracle(lon, lat)
+    answer = live_server.client.get("/lookup", params={"lon": repr(lon), "lat": repr(lat)})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["grid_code"] == expected
+    with transaction(live_server.database_url) as session:
+        plan_id = body["plan_id"]
+        assert sql_lookup(session, lon, lat, plan_id) == expected
+        memory = GridLookup().lookup(session, lon, lat)
+    assert memory.grid_code == expected
+    assert memory.on_boundary == body["on_boundary"]
+    if expected is None:
+        assert body["nearest_grid_code"] is not None
+        assert body["distance_m"] > 0
+    else:
+        grid = GRIDS.geometry[GRIDS["code"] == expected].iloc[0]
+        touching = grid.boundary.distance(shapely.Point(lon, lat)) == 0
+        assert body["on_boundary"] == touching
+
+
+def test_cli_prints_the_same_answer(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", live_server.database_url)
+    lon, lat = float(MIDPOINTS[3][0]), float(MIDPOINTS[3][1])
+    result = CliRunner().invoke(
+        cli_app, ["lookup", "--lon", repr(lon), "--lat", repr(lat), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    api = live_server.client.get("/lookup", params={"lon": repr(lon), "lat": repr(lat)}).json()
+    assert json.loads(result.stdout) == api
+
+
+def test_shared_vertex_of_four_grids_goes_to_smallest_code(live_server: LiveServer) -> None:
+    # (x=2, y=2) in the drawing: the corner shared by G12 and G31 on the outer edge.
+    lon, lat = 120.38 + 2 * 0.005, 36.06 + 2 * 0.005
+    body = live_server.client.get("/lookup", params={"lon": lon, "lat": lat}).json()
+    assert body["grid_code"] == "370202001001002"
+    assert body["on_boundary"] is True
+
+
+def test_point_at_sea_is_unassigned_with_nearest_grid(live_server: LiveServer) -> None:
+    body = live_server.client.get("/lookup", params={"lon": 120.40125, "lat": 36.065}).json()
+    assert body["grid_code"] is None
+    assert body["nearest_grid_code"] in ("370202002001002", "370202002001003")
+    # Halfway across the strait: 0.00125 degrees of longitude at 36° N, about 112 m.
+    assert 105 < body["distance_m"] < 120
+    snapped = live_server.client.get(
+        "/lookup", params={"lon": 120.40125, "lat": 36.065, "snap_m": 300}
+    ).json()
+    assert snapped["grid_code"] == body["nearest_grid_code"]
+    assert snapped["snapped"] is True
+
+
+def test_gcj02_input_is_converted_before_lookup(live_server: LiveServer) -> None:
+    lon, lat = 120.3825, 36.065  # inside G11
+    glon, glat = wgs84_to_gcj02(np.array([lon]), np.array([lat]))
+    body = live_server.client.get(
+        "/lookup", params={"lon": float(glon[0]), "lat": float(glat[0]), "coordsys": "gcj02"}
+    ).json()
+    assert body["grid_code"] == "370202001001001"
+    assert "GCJ-02" in body["converted"]
+    assert math.isclose(body["lon"], lon, abs_tol=1e-6)
+    raw = live_server.client.get("/lookup", params={"lon": float(glon[0]), "lat": float(glat[0])})
+    assert raw.json()["grid_code"] != "370202001001001"  # the offset lands elsewhere
+
+
+def test_cgcs2000_is_accepted_as_wgs84(live_server: LiveServer) -> None:
+    body = live_server.client.get(
+        "/lookup", params={"lon": 120.3825, "lat": 36.065, "crs": "EPSG:4490"}
+    ).json()
+    assert body["grid_code"] == "370202001001001"
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"lon": 36.065, "lat": 120.3825}, "lat", "swapped"),
+        ({"lon": "nan", "lat": 36.0}, "lon", "finite"),
+        ({"lon": 120.0, "lat": "inf"}, "lat", "finite"),
+        ({"lon": 200.0, "lat": 36.0}, "lon", "between -180 and 180"),
+        ({"lat": 36.0}, "lon", "required"),
+        ({"lon": "east", "lat": 36.0}, "lon", "number"),
+        ({"lon": 120.38, "lat": 36.06, "district": "999999"}, "district", "no district"),
+        ({"lon": 120.38, "lat": 36.06, "crs": "EPSG:3857"}, "crs", ""),
+        ({"lon": 120.38, "lat": 36.06, "snap_m": -1}, "snap_m", "greater than or equal"),
+    ],
+)
+def test_bad_input_gets_a_problem_naming_the_field(
+    live_server: LiveServer, params: dict[str, object], field: str, words: str
+) -> None:
+    answer = live_server.client.get("/lookup", params=params)
+    assert 400 <= answer.status_code < 500
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    body = answer.json()
+    assert body["status"] == answer.status_code
+    assert any(e["field"] == field for e in body["errors"]), body
+    assert words in body["detail"]
+
+
+def test_batch_lookup_json_and_geojson(live_server: LiveServer) -> None:
+    pts = [{"id": i, "lon": 120.3825 + i * 0.005, "lat": 36.065} for i in range(4)]
+    answer = live_server.client.post("/lookup", json=pts)
+    assert answer.status_code == 200, answer.text
+    codes = [a["grid_code"] for a in answer.json()]
+    assert codes == [oracle(p["lon"], p["lat"]) for p in pts]
+    assert [a["id"] for a in answer.json()] == [0, 1, 2, 3]
+    geojson = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": p["id"],
+                "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
+            }
+            for p in pts
+        ],
+    }
+    again = live_server.client.post("/lookup", json=geojson)
+    assert [a["grid_code"] for a in again.json()] == codes
+
+
+def test_batch_over_the_limit_is_refused(live_server: LiveServer) -> None:
+    pts = [{"lon": 120.3825, "lat": 36.065}] * 10_001
+    answer = live_server.client.post("/lookup", json=pts)
+    assert answer.status_code == 422
+    assert "batch limit" in answer.json()["detail"]
+
+
+def test_report_is_assigned_on_arrival(live_server: LiveServer) -> None:
+    before = live_server.client.get("/districts/370202").json()["reports"]
+    answer = live_server.client.post(
+        "/reports",
+        json={
+            "lon": 120.3825,
+            "lat": 36.065,
+            "category": "sanitation",
+            "subcategory": "garbage_pile",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["grid_code"] == "370202001001001"
+    assert live_server.client.get("/districts/370202").json()["reports"] == before + 1
+    refused = live_server.client.post(
+        "/reports", json={"lon": 120.3825, "lat": 36.065, "category": "x", "status": "closed"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "status"
+
+
+def test_grids_as_geojson(live_server: LiveServer) -> None:
+    fc = live_server.client.get("/grids", params={"district": "370202"}).json()
+    assert fc["type"] == "FeatureCollection"
+    assert sorted(f["id"] for f in fc["features"]) == sorted(GRIDS["code"])
+    one = live_server.client.get("/grids/370202002001003").json()
+    assert one["geometry"]["type"] == "MultiPolygon"
+    assert live_server.client.get("/grids/nope").status_code == 404
