@@ -165,9 +165,7 @@ def store_district(
         {"district_id": district_pk},
         REQUIRED_COLUMNS["streets"],
     )
-    communities = data.communities.assign(
-        street_id=data.communities["street_code"].map(street_ids)
-    )
+    communities = data.communities.assign(street_id=data.communities["street_code"].map(street_ids))
     community_ids = _insert_units(
         session,
         Community,
@@ -460,7 +458,9 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
         )
     )
     roads = _finish(
-        _read(session, "SELECT name, attrs, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk)
+        _read(
+            session, "SELECT name, attrs, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk
+        )
     )
     return DistrictData(district, streets, communities, grids, buildings, reports, roads)
 
@@ -469,9 +469,10 @@ def district_counts(session: Session, code: str) -> dict[str, Any]:
     """Counts a planner wants at a glance (``GET /districts/{code}``, ``gridmap db status``)."""
     pk = district_id(session, code)
     plan = published_plan_id(session, pk)
-    row = session.execute(
-        text(
-            """SELECT d.code, d.name,
+    row = (
+        session.execute(
+            text(
+                """SELECT d.code, d.name,
                  (SELECT count(*) FROM streets WHERE district_id = d.id) AS streets,
                  (SELECT count(*) FROM communities WHERE district_id = d.id) AS communities,
                  (SELECT count(*) FROM grids WHERE plan_id = :plan) AS grids,
@@ -482,14 +483,22 @@ def district_counts(session: Session, code: str) -> dict[str, Any]:
                  (SELECT count(*) FROM roads WHERE district_id = d.id) AS roads,
                  ST_Area(d.geom::geography) / 1e6 AS area_km2
                FROM districts d WHERE d.id = :d"""
-        ),
-        {"d": pk, "plan": plan},
-    ).mappings().one()
+            ),
+            {"d": pk, "plan": plan},
+        )
+        .mappings()
+        .one()
+    )
     out = dict(row)
     out["households"] = int(out["households"])
     out["area_km2"] = round(float(out["area_km2"]), 3)
     out["plan_id"] = plan
     return out
+
+
+def district_sources(session: Session) -> dict[str, str | None]:
+    """district code -> the source it was loaded from (the demo skips a repeated load)."""
+    return {str(c): s for c, s in session.execute(select(District.code, District.source))}
 
 
 def list_district_codes(session: Session) -> list[str]:
