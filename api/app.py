@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.routes import districts, lookup, reports
+from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
 
@@ -28,6 +29,7 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database_url = database_url(settings)
     app.state.lookup = GridLookup()
+    app.state.addresses = AddressBook()
     problems.install(app)
     for module in (districts, lookup, reports):
         app.include_router(module.router)

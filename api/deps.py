@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
 from geo.store.session import transaction
@@ -28,6 +29,14 @@ def get_lookup(request: Request) -> GridLookup:
     return lookup
 
 
+def get_addresses(request: Request) -> AddressBook:
+    addresses: AddressBook = request.app.state.addresses
+    return addresses
+
+
 SettingsDep = Annotated[GridmapSettings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+#: ``scope="function"`` commits when the route returns, before the response is sent: a client
+#: that reads right after a write must see it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 LookupDep = Annotated[GridLookup, Depends(get_lookup)]
+AddressBookDep = Annotated[AddressBook, Depends(get_addresses)]

@@ -39,9 +39,9 @@ def lookup_command(
     with transaction(database_url(settings())) as session:
         answer: dict[str, Any]
         if address is not None:
-            from geo.address_book import search_address
+            from geo.address_book import AddressBook
 
-            answer = search_address(session, address, district=district, limit=limit)
+            answer = AddressBook().search(session, address, district=district, limit=limit)
         elif lon is None or lat is None:
             raise InvalidInput(
                 "give --lon and --lat, or --address", field="lon" if lon is None else "lat"

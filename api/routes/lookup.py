@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel
 
-from api.deps import LookupDep, SessionDep, SettingsDep
+from api.deps import AddressBookDep, LookupDep, SessionDep, SettingsDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
 from geo.errors import InvalidInput
@@ -40,6 +40,7 @@ def _coordsys(crs: str, coordsys: str | None) -> Any:
 def lookup(
     session: SessionDep,
     grids: LookupDep,
+    addresses: AddressBookDep,
     lon: Annotated[float | None, Query(allow_inf_nan=False, description="longitude")] = None,
     lat: Annotated[float | None, Query(allow_inf_nan=False, description="latitude")] = None,
     address: Annotated[
@@ -67,9 +68,7 @@ def lookup(
     if address is not None:
         if lon is not None or lat is not None:
             raise InvalidInput("give either lon/lat or address, not both", field="address")
-        from geo.address_book import search_address
-
-        return search_address(session, address, district=district, limit=limit)
+        return addresses.search(session, address, district=district, limit=limit)
     if lon is None or lat is None:
         missing = "lon" if lon is None else "lat"
         raise InvalidInput(

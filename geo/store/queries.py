@@ -517,3 +517,48 @@ def count_rows(session: Session, code: str) -> dict[str, int]:
         )
         for model in (Street, Community, Building, Report, Road)
     }
+
+
+def reassign_district(
+    session: Session, code: str, plan_id: int | None = None, progress: Progress | None = None
+) -> dict[str, int]:
+    """Re-assign every building and report of a district to the grids of a plan.
+
+    Assignment runs in Python (the plan's GridIndex); the results go back with one COPY into
+    a temporary table and one UPDATE per table, so a publish stays a single transaction.
+    """
+    from geo.assign import GridIndex
+
+    say = progress or (lambda _msg: None)
+    pk = district_id(session, code)
+    plan = plan_id if plan_id is not None else published_plan_id(session, pk)
+    grids = plan_grids(session, plan)
+    index = GridIndex.from_frame(grids, code_column="code")
+    grid_ids = {
+        str(c): int(i)
+        for c, i in session.execute(select(Grid.code, Grid.id).where(Grid.plan_id == plan)).all()
+    }
+    counts: dict[str, int] = {}
+    for table in ("buildings", "reports"):
+        rows = session.execute(
+            text(f"SELECT id, ST_X(geom), ST_Y(geom) FROM {table} WHERE district_id = :d"),
+            {"d": pk},
+        ).all()
+        say(f"assigning {len(rows):,} {table}")
+        if not rows:
+            counts[table] = counts[f"{table}_unassigned"] = 0
+            continue
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        xy = np.array([(r[1], r[2]) for r in rows], dtype=np.float64)
+        result = index.assign(xy[:, 0], xy[:, 1])
+        mapped = pd.array([grid_ids.get(c) if c else None for c in result.grid_code], "Int64")
+        session.execute(text("CREATE TEMP TABLE _assigned (id bigint, grid_id int) ON COMMIT DROP"))
+        _copy(session, "_assigned", ["id", "grid_id"], pd.DataFrame({"id": ids, "grid_id": mapped}))
+        session.execute(
+            text(f"UPDATE {table} t SET grid_id = a.grid_id FROM _assigned a WHERE t.id = a.id")
+        )
+        session.execute(text("DROP TABLE _assigned"))
+        counts[table] = len(rows)
+        counts[f"{table}_unassigned"] = int(sum(c is None for c in result.grid_code))
+    counts["plan_id"] = plan
+    return counts

@@ -217,3 +217,26 @@ def test_grids_as_geojson(live_server: LiveServer) -> None:
     one = live_server.client.get("/grids/370202002001003").json()
     assert one["geometry"]["type"] == "MultiPolygon"
     assert live_server.client.get("/grids/nope").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "building"),
+    [("山东路5号5栋", "B0004"), ("青岛市市南区山东路五号五栋", "B0004"), ("山东路５号５栋", "B0004")],
+)
+def test_address_lookup_finds_the_building(live_server: LiveServer, query: str, building: str) -> None:
+    body = live_server.client.get("/lookup", params={"address": query}).json()
+    assert body["best"]["building_id"] == building, body
+    assert body["best"]["grid_code"] is not None
+    assert body["ambiguous"] is False
+
+
+def test_address_without_building_number_is_ambiguous_or_unique(live_server: LiveServer) -> None:
+    body = live_server.client.get("/lookup", params={"address": "山东路"}).json()
+    assert body["best"] is None
+    assert body["ambiguous"] is True or not body["candidates"]
+
+
+def test_empty_address_is_refused(live_server: LiveServer) -> None:
+    answer = live_server.client.get("/lookup", params={"address": "  "})
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "address"

@@ -1,0 +1,1 @@
+"""Typer sub-apps of the ``gridmap`` CLI, one module per noun (``api/cli.py`` adds them)."""
