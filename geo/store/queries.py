@@ -21,6 +21,7 @@ import pandas as pd
 import shapely
 from geoalchemy2.elements import WKBElement
 from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from geo.errors import Conflict, NotFound
@@ -32,6 +33,7 @@ from geo.store.models import (
     District,
     Grid,
     GridPlan,
+    GridTeam,
     PlanStatus,
     Report,
     Road,
@@ -187,6 +189,7 @@ def store_district(
     assert plan_id is not None
     grids = data.grids.assign(community_id=data.grids["community_code"].map(community_ids))
     grid_ids = _insert_grids(session, plan_id, grids)
+    store_teams(session, district_pk, data.grids)
 
     say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
     index = GridIndex.from_frame(data.grids, code_column="code")
@@ -263,8 +266,69 @@ def _insert_units(
     return {code: pk for pk, code in result.all()}
 
 
+#: Optional grid columns that describe the grid's "1+1+1+N" team (stored in grid_teams).
+TEAM_COLUMNS = ("team_leader", "team_deputy", "team_party_secretary", "team_members")
+
+
+def store_teams(session: Session, district_pk: int, grids: pd.DataFrame) -> int:
+    """Upsert the teams given as ``team_*`` grid columns; members are ";"-separated."""
+    if not any(c in grids.columns for c in TEAM_COLUMNS):
+        return 0
+
+    def value(row: Any, column: str) -> str | None:
+        v = row.get(column)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else str(v)
+
+    rows = []
+    for row in grids.to_dict(orient="records"):
+        members = value(row, "team_members")
+        rows.append(
+            {
+                "district_id": district_pk,
+                "grid_code": row["code"],
+                "leader": value(row, "team_leader"),
+                "deputy": value(row, "team_deputy"),
+                "party_secretary": value(row, "team_party_secretary"),
+                "members": members.split(";") if members else [],
+            }
+        )
+    stmt = pg_insert(GridTeam).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[GridTeam.district_id, GridTeam.grid_code],
+        set_={c: stmt.excluded[c] for c in ("leader", "deputy", "party_secretary", "members")},
+    )
+    session.execute(stmt)
+    return len(rows)
+
+
+def teams_frame(session: Session, district_pk: int) -> pd.DataFrame:
+    """Teams as ``team_*`` columns keyed by grid code (for export and maps)."""
+    rows = session.execute(
+        select(
+            GridTeam.grid_code,
+            GridTeam.leader,
+            GridTeam.deputy,
+            GridTeam.party_secretary,
+            GridTeam.members,
+        ).where(GridTeam.district_id == district_pk)
+    ).all()
+    return pd.DataFrame(
+        [
+            {
+                "code": r.grid_code,
+                "team_leader": r.leader,
+                "team_deputy": r.deputy,
+                "team_party_secretary": r.party_secretary,
+                "team_members": ";".join(r.members or []),
+            }
+            for r in rows
+        ],
+        columns=["code", *TEAM_COLUMNS],
+    )
+
+
 def _insert_grids(session: Session, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
-    attrs = _extra_attrs(grids, ("code", "community_code", "name", "community_id"))
+    attrs = _extra_attrs(grids, ("code", "community_code", "name", "community_id", *TEAM_COLUMNS))
     names = grids["name"] if "name" in grids.columns else pd.Series([None] * len(grids))
     rows = [
         {
@@ -436,6 +500,9 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
         )
     )
     grids = plan_grids(session, plan)
+    teams = teams_frame(session, pk)
+    if not teams.empty:
+        grids = grids.merge(teams, on="code", how="left")
     buildings = _finish(
         _read(
             session,
