@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from geo.errors import DataRefused, GridmapError
-from geo.settings import GridmapSettings
+from api.commands.assign import assign_command
+from api.commands.db import db_app
+from api.commands.demo import demo_command
+from api.commands.lookup import lookup_command
+from api.commands.plan import plan_app, regrid_command
+from api.console import database_url, out, print_json, reports_errors, settings, stages
 
 app = typer.Typer(
     name="gridmap",
@@ -24,62 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def settings() -> GridmapSettings:
-    """Settings built at call time (never at import), from GRIDMAP_* variables."""
-    return GridmapSettings()
-
-
-def reports_errors(func: F) -> F:
-    """Print a GridmapError as lines naming what to fix, exit 1, no traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DataRefused as exc:
-            err.print(f"[bold red]refused:[/] {exc.reason}")
-            for problem in exc.problems:
-                err.print(f"  [red]-[/] {problem}", highlight=False)
-            raise typer.Exit(1) from None
-        except GridmapError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def database_url(config: GridmapSettings) -> str:
-    """The URL in use, starting the embedded cluster and migrating it when needed."""
-    from geo.store.cluster import ensure_running
-    from geo.store.migrate import upgrade_database
-
-    url = ensure_running(config)
-    upgrade_database(url)
-    return url
-
-
-@contextmanager
-def stages(json_output: bool) -> Iterator[Callable[[str], None]]:
-    """A spinner with one timed line per stage (on stderr when --json keeps stdout clean)."""
-    console = err if json_output else out
-    started = time.perf_counter()
-    with console.status("starting") as status:
-
-        def step(message: str) -> None:
-            console.print(f"[dim]{time.perf_counter() - started:6.1f}s[/] {message}")
-            status.update(message)
-
-        yield step
-
-
-def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 @app.command()
@@ -197,35 +137,9 @@ def serve(
     )
 
 
-def _register_optional() -> None:
-    """Sub-commands live in api/commands/; each module adds itself if present."""
-    import importlib
-
-    for module_name, attr, name in (
-        ("api.commands.db", "db_app", "db"),
-        ("api.commands.plan", "plan_app", "plan"),
-        ("api.commands.maps", "map_app", "map"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.add_typer(getattr(module, attr), name=name)
-    for module_name, attr, name in (
-        ("api.commands.assign", "assign_command", "assign"),
-        ("api.commands.lookup", "lookup_command", "lookup"),
-        ("api.commands.regrid", "regrid_command", "regrid"),
-        ("api.commands.demo", "demo_command", "demo"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.command(name=name)(reports_errors(getattr(module, attr)))
-
-
-_register_optional()
+app.add_typer(db_app, name="db")
+app.add_typer(plan_app, name="plan")
+app.command(name="assign")(reports_errors(assign_command))
+app.command(name="lookup")(reports_errors(lookup_command))
+app.command(name="regrid")(reports_errors(regrid_command))
+app.command(name="demo")(reports_errors(demo_command))

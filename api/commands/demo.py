@@ -28,7 +28,7 @@ def demo_command(
     no_serve: bool = typer.Option(False, "--no-serve", help="run the pipeline, do not serve"),
 ) -> None:
     """Generate and load the fixture district, run the pipeline, serve the API and maps."""
-    from api.cli import database_url, out, settings, stages
+    from api.console import database_url, out, settings, stages
     from fixtures.district import generate_district, write_district
     from geo.grids import read_district, validate_district
     from geo.store.queries import district_counts, district_sources, store_district

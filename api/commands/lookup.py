@@ -23,7 +23,7 @@ def lookup_command(
     json_output: bool = typer.Option(False, "--json", help="print the API's JSON answer"),
 ) -> None:
     """Which grid owns a coordinate or an address (the rule of GET /lookup)."""
-    from api.cli import database_url, out, print_json, settings
+    from api.console import database_url, out, print_json, settings
     from geo.lookup import GridLookup
     from geo.store.session import transaction
 
