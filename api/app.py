@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import districts, lookup, reports
+from api.routes import districts, lookup, plans, reports
 from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
@@ -30,7 +30,8 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     app.state.database_url = database_url(settings)
     app.state.lookup = GridLookup()
     app.state.addresses = AddressBook()
+    app.state.jobs = {}
     problems.install(app)
-    for module in (districts, lookup, reports):
+    for module in (districts, lookup, reports, plans):
         app.include_router(module.router)
     return app

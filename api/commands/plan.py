@@ -116,9 +116,9 @@ def regrid_command(
                 session, district, request, author=author, note=note, progress=progress
             )
     if json_output:
-        from geo.store.plans import _jsonable
+        from geo.store.plans import jsonable
 
-        print_json({"plan_id": plan_id, "metrics": _jsonable(result.summary)})
+        print_json({"plan_id": plan_id, "metrics": jsonable(result.summary)})
         return
     out.print(
         _summary_table(f"Draft plan {plan_id} for district {district}", {"draft": result.summary})
@@ -176,9 +176,9 @@ def show_command(plan_id: int, json_output: bool = typer.Option(False, "--json")
         problems = [str(p) for p in check_stored_plan(session, plan_id)]
     info["guarantee_problems"] = problems
     if json_output:
-        from geo.store.plans import _jsonable
+        from geo.store.plans import jsonable
 
-        print_json(_jsonable(info))
+        print_json(jsonable(info))
         return
     out.print(
         f"Plan {info['plan_id']} of district {info['district_code']}: {info['status']}, "
@@ -213,13 +213,13 @@ def compare_command(a: int, b: int, json_output: bool = typer.Option(False, "--j
 @reports_errors
 def publish_command(plan_id: int, json_output: bool = typer.Option(False, "--json")) -> None:
     """Publish a draft atomically: retire the old plan, re-assign, carry teams over."""
-    from geo.store.plans import _jsonable, publish
+    from geo.store.plans import jsonable, publish
     from geo.store.session import transaction
 
     with stages(json_output) as step, transaction(database_url(settings())) as session:
         result = publish(session, plan_id, progress=step)
     if json_output:
-        print_json(_jsonable(result))
+        print_json(jsonable(result))
         return
     out.print(
         f"Published plan {plan_id} (plan {result['retired_plan_id']} retired). Re-assigned "
@@ -270,7 +270,7 @@ def edit_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Edit a draft; each edit keeps the guarantees or is refused with the reason."""
-    from geo.store.plans import _jsonable, edit_draft
+    from geo.store.plans import jsonable, edit_draft
     from geo.store.session import transaction
 
     args: dict[str, Any] = {}
@@ -289,6 +289,6 @@ def edit_command(
     with transaction(database_url(settings())) as session:
         info = edit_draft(session, plan_id, op, **args)
     if json_output:
-        print_json(_jsonable(info))
+        print_json(jsonable(info))
     else:
         out.print(f"Edited plan {plan_id} ({op}): {info['grids']} grids.")

@@ -134,8 +134,8 @@ def save_draft(
             parent_id=inputs.parent_plan_id,
             author=author,
             note=note,
-            params=_jsonable(params),
-            metrics=_jsonable({"summary": summary, "grids": grid_metrics.to_dict("records")}),
+            params=jsonable(params),
+            metrics=jsonable({"summary": summary, "grids": grid_metrics.to_dict("records")}),
         )
         .returning(GridPlan.id)
     )
@@ -145,7 +145,7 @@ def save_draft(
     return int(plan_id)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
 
 
@@ -322,13 +322,13 @@ def replace_draft_grids(
     _write_grids(session, inputs, plan_id, grids)
     _write_crosswalk(session, plan_id, crosswalk)
     params = dict(plan.params or {})
-    params["edits"] = [*params.get("edits", []), _jsonable(edit)]
+    params["edits"] = [*params.get("edits", []), jsonable(edit)]
     session.execute(
         update(GridPlan)
         .where(GridPlan.id == plan_id)
         .values(
             params=params,
-            metrics=_jsonable({"summary": summary, "grids": grid_metrics.to_dict("records")}),
+            metrics=jsonable({"summary": summary, "grids": grid_metrics.to_dict("records")}),
         )
     )
 
@@ -583,4 +583,18 @@ def compare(session: Session, plan_a: int, plan_b: int) -> dict[str, Any]:
     result = compare_plans(
         inputs.grids, plan_grids(session, plan_b), inputs.communities, inputs.buildings, band
     )
-    return {"a": plan_a, "b": plan_b, **_jsonable(result)}
+    return {"a": plan_a, "b": plan_b, **jsonable(result)}
+
+
+def precheck_regrid(session: Session, district_code: str, request: Any) -> None:
+    """Refuse a request the district cannot meet before any work starts (API: 422 at once)."""
+    from geo.regrid import _check_request
+
+    pk = district_id(session, district_code)
+    communities = session.scalar(
+        text("SELECT count(*) FROM communities WHERE district_id = :d"), {"d": pk}
+    )
+    buildings = session.scalar(
+        text("SELECT count(*) FROM buildings WHERE district_id = :d"), {"d": pk}
+    )
+    _check_request(request, int(communities or 0), int(buildings or 0))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,28 +37,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def api_database(settings: GridmapSettings, handmade_gpkg: Path) -> Iterator[str]:
     """A database of its own holding the hand-drawn district (the API tests only read it)."""
-    from geo.store.cluster import create_database, drop_database
-    from geo.store.migrate import upgrade_database
-
-    name = f"gridmap_api_{os.getpid()}"
-    url = create_database(settings, name, replace=True)
-    upgrade_database(url)
-    data, _ = validate_district(read_district([handmade_gpkg]))
-    with transaction(url) as session:
-        store_district(session, data, source=str(handmade_gpkg))
-    yield url
-    engine_for(url).dispose()
-    engine_for.cache_clear()
-    drop_database(settings, name)
+    with loaded_database(settings, f"gridmap_api_{os.getpid()}", [handmade_gpkg]) as url:
+        yield url
 
 
-@pytest.fixture(scope="session")
-def live_server(
-    api_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+@contextmanager
+def running_server(database_url: str, log_dir: Path) -> Iterator[LiveServer]:
+    """uvicorn with the real app in a subprocess on a free 127.0.0.1 port."""
     port = _free_port()
-    env = {**os.environ, "GRIDMAP_DATABASE_URL": api_database}
-    log = (tmp_path_factory.mktemp("server") / "uvicorn.log").open("w")
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": database_url}
+    log = (log_dir / "uvicorn.log").open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -86,8 +75,38 @@ def live_server(
             proc.kill()
             raise RuntimeError(f"the API server did not start; see {log.name}")
         time.sleep(0.2)
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield LiveServer(url, api_database, client)
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            yield LiveServer(url, database_url, client)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@contextmanager
+def loaded_database(settings: GridmapSettings, name: str, files: list[Path]) -> Iterator[str]:
+    """A throwaway database holding the district in ``files``."""
+    from geo.store.cluster import create_database, drop_database
+    from geo.store.migrate import upgrade_database
+
+    url = create_database(settings, name, replace=True)
+    upgrade_database(url)
+    data, _ = validate_district(read_district(files))
+    with transaction(url) as session:
+        store_district(session, data, source=str(files[0]))
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        engine_for.cache_clear()
+        drop_database(settings, name)
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    api_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The API over the hand-drawn district (read-mostly tests)."""
+    with running_server(api_database, tmp_path_factory.mktemp("server")) as server:
+        yield server

@@ -221,9 +221,15 @@ def test_grids_as_geojson(live_server: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     ("query", "building"),
-    [("山东路5号5栋", "B0004"), ("青岛市市南区山东路五号五栋", "B0004"), ("山东路５号５栋", "B0004")],
+    [
+        ("山东路5号5栋", "B0004"),
+        ("青岛市市南区山东路五号五栋", "B0004"),
+        ("山东路５号５栋", "B0004"),
+    ],
 )
-def test_address_lookup_finds_the_building(live_server: LiveServer, query: str, building: str) -> None:
+def test_address_lookup_finds_the_building(
+    live_server: LiveServer, query: str, building: str
+) -> None:
     body = live_server.client.get("/lookup", params={"address": query}).json()
     assert body["best"]["building_id"] == building, body
     assert body["best"]["grid_code"] is not None
