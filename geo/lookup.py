@@ -324,7 +324,7 @@ def sql_lookup(session: Session, lon: float, lat: float, plan_id: int) -> str | 
         text(
             """SELECT code FROM grids
                WHERE plan_id = :plan AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))
-               ORDER BY code LIMIT 1"""
+               ORDER BY code COLLATE "C" LIMIT 1"""
         ),
         {"plan": plan_id, "x": lon, "y": lat},
     )
