@@ -51,7 +51,7 @@ def database_url(config: GridmapSettings) -> str:
     from geo.store.cluster import ensure_running
     from geo.store.migrate import upgrade_database
 
-    url = ensure_running(config)
+    url = ensure_running(config, notify=lambda note: err.print(f"[yellow]note:[/] {note}"))
     upgrade_database(url)
     return url
 

@@ -67,7 +67,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
-            "field": ".".join(str(p) for p in err["loc"] if p not in ("query", "body", "path", "[key]")),
+            "field": ".".join(
+                str(p) for p in err["loc"] if p not in ("query", "body", "path", "[key]")
+            ),
             "reason": err["msg"],
             "in": str(err["loc"][0]) if err["loc"] else None,
         }

@@ -99,16 +99,11 @@ def assign_command(
 
 def _assign_district(district: str, json_output: bool, console: Console) -> None:
     """Re-assign everything stored for a district in one transaction."""
-    import click
-
-    from geo.settings import GridmapSettings
+    from api.console import database_url, settings
     from geo.store.queries import reassign_district
     from geo.store.session import transaction
 
-    ctx = click.get_current_context(silent=True)
-    settings = ctx.obj if ctx is not None and isinstance(ctx.obj, GridmapSettings) else None
-    settings = settings or GridmapSettings()
-    with transaction(settings) as session:
+    with transaction(database_url(settings())) as session:
         result = reassign_district(session, district)
     payload = (
         result if isinstance(result, dict) else getattr(result, "__dict__", {"result": result})

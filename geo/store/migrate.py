@@ -7,6 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
+from sqlalchemy.exc import OperationalError
+
+from geo.errors import DatabaseUnavailable
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
@@ -21,10 +24,17 @@ def alembic_config(url: str) -> Config:
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Create the PostGIS extension if needed, then migrate to ``revision``."""
     engine = create_engine(url, poolclass=pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
-    engine.dispose()
-    command.upgrade(alembic_config(url), revision)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        command.upgrade(alembic_config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"cannot migrate the database: {exc.orig}",
+            fix="check GRIDMAP_DATABASE_URL, or run `gridmap db up` for the embedded cluster",
+        ) from exc
+    finally:
+        engine.dispose()
 
 
 def downgrade_database(url: str, revision: str = "base") -> None:
