@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from geo.errors import DataRefused, GridmapError
 from geo.settings import GridmapSettings
@@ -35,12 +36,16 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DataRefused as exc:
-            err.print(f"[bold red]refused:[/] {exc.reason}")
+            if kwargs.get("json_output"):
+                print_json({"refused": True, "problems": [p.as_dict() for p in exc.problems]})
+            err.print(f"[bold red]refused:[/] {escape(exc.reason)}")
             for problem in exc.problems:
-                err.print(f"  [red]-[/] {problem}", highlight=False)
+                err.print(f"  [red]-[/] {escape(str(problem))}", highlight=False)
             raise typer.Exit(1) from None
         except GridmapError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            if kwargs.get("json_output"):
+                print_json({"error": True, "field": exc.field, "reason": exc.reason, "fix": exc.fix})
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -19,7 +19,15 @@ from pyproj import CRS
 
 from geo.crs import metric_crs_for_bounds
 from geo.errors import DataRefused, Problem
-from geo.io import LAYERS, InputLimits, format_of, layer_from_stem, read_layer, reproject_layer
+from geo.io import (
+    LAYERS,
+    InputLimits,
+    format_of,
+    layer_from_stem,
+    list_layers,
+    read_layer,
+    reproject_layer,
+)
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "district": ("code", "name"),
@@ -53,6 +61,10 @@ CODE_COLUMN = {
 SLIVER_M2 = 1.0
 #: Below this, differences are floating-point noise, not gaps (about 1 cm²).
 NOISE_M2 = 1e-4
+#: Integer columns are PostgreSQL ``integer``; larger values would fail only inside COPY.
+MAX_INT = 2**31 - 1
+#: ``reports.status`` is ``varchar(32)``.
+MAX_STATUS_CHARS = 32
 
 Progress = Callable[[str], None]
 
@@ -114,11 +126,14 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
             problems.append(Problem("file not found", file=str(path), fix="check the path"))
             continue
         if fmt == "gpkg":
-            import pyogrio
-
-            for name, _ in pyogrio.list_layers(path):
-                if str(name) in LAYERS:
-                    found.setdefault(str(name), (path, str(name)))
+            try:
+                names = list_layers(path, limits)
+            except DataRefused as exc:
+                problems.extend(exc.problems)
+                continue
+            for name in names:
+                if name in LAYERS:
+                    found.setdefault(name, (path, name))
         else:
             layer = layer_from_stem(path)
             if layer not in LAYERS:
@@ -149,9 +164,9 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
         if name not in found:
             layers[name] = empty_layer(name)
             continue
-        path, layer = found[name]
-        frame = read_layer(path, layer, limits)
-        layers[name] = reproject_layer(frame, file=str(path), layer=name)
+        source, gpkg_layer = found[name]
+        frame = read_layer(source, gpkg_layer, limits)
+        layers[name] = reproject_layer(frame, file=str(source), layer=name)
     return DistrictData(**layers, sources={k: str(v[0]) for k, v in found.items()})
 
 
@@ -216,7 +231,17 @@ def validate_district(
         children = tiled.get(child, data.layer(child))
         parents = tiled.get(parent, data.layer(parent))
         fixed = check_tiling(
-            children, parents, key, child, parent, metric, repair, sliver_m2, problems, repairs
+            children,
+            parents,
+            key,
+            child,
+            parent,
+            metric,
+            repair,
+            sliver_m2,
+            problems,
+            repairs,
+            source=data.sources.get(child),
         )
         tiled[child] = fixed
     data = replace(data, **tiled)
@@ -355,7 +380,7 @@ def _check_geometries(
         geoms = shapely.force_2d(geoms)
     invalid = ~missing & ~wrong & ~shapely.is_valid(geoms)
     polygonal = name in ("district", "streets", "communities", "grids")
-    for i in np.flatnonzero(invalid):
+    for i in np.flatnonzero(invalid).tolist():
         label = _feature_label(frame, name, i)
         reason = shapely.is_valid_reason(geoms[i])
         if repair and polygonal:
@@ -377,12 +402,12 @@ def _check_geometries(
     frame[frame.geometry.name] = geoms
     if polygonal:
         frame[frame.geometry.name] = [
-            g if g is None or g.geom_type == "MultiPolygon" else shapely.multipolygons([g])
+            shapely.multipolygons([g]) if g is not None and g.geom_type == "Polygon" else g
             for g in frame.geometry.to_numpy()
         ]
     elif name == "roads":
         frame[frame.geometry.name] = [
-            g if g is None or g.geom_type == "MultiLineString" else shapely.multilinestrings([g])
+            shapely.multilinestrings([g]) if g is not None and g.geom_type == "LineString" else g
             for g in frame.geometry.to_numpy()
         ]
     return frame
@@ -431,15 +456,17 @@ def _check_attributes(data: DistrictData, problems: list[Problem]) -> None:
         bad_number = values.isna() & (raw.notna() if not required else True)
         not_integer = values.notna() & (values != values.round())
         negative = values < 0
+        too_big = values > MAX_INT
         for mask, reason, fix in (
             (bad_number, "is not a number", "give a whole number"),
             (not_integer, "is not a whole number", "give a whole number"),
             (negative, "is negative", f"{column} must be zero or more"),
+            (too_big, f"is over {MAX_INT:,}", f"check the {column} value (a typo?)"),
         ):
             for i in np.flatnonzero(mask.to_numpy())[:20]:
                 problems.append(
                     Problem(
-                        f"{column} {raw.iat[i]!r} {reason}",
+                        f"{column} {_shown(raw.iat[i])} {reason}",
                         file=data.sources.get("buildings"),
                         layer="buildings",
                         feature=_feature_label(buildings, "buildings", i),
@@ -466,6 +493,23 @@ def _check_attributes(data: DistrictData, problems: list[Problem]) -> None:
                     fix="write times as ISO 8601, e.g. 2025-03-01T08:30:00+08:00",
                 )
             )
+    if "status" in reports.columns and not reports.empty:
+        long_status = reports["status"].notna() & (
+            reports["status"].astype(str).str.len() > MAX_STATUS_CHARS
+        )
+        for i in np.flatnonzero(long_status.to_numpy())[:20]:
+            problems.append(
+                Problem(
+                    f"status {reports['status'].iat[i]!r} is longer than "
+                    f"{MAX_STATUS_CHARS} characters",
+                    file=data.sources.get("reports"),
+                    layer="reports",
+                    feature=_feature_label(reports, "reports", i),
+                    field="status",
+                    fix="use a short status word such as reported, handling or closed; "
+                    "put prose in description",
+                )
+            )
     blank_category = reports["category"].isna() | (reports["category"].astype(str) == "")
     for i in np.flatnonzero(blank_category.to_numpy())[:20]:
         problems.append(
@@ -480,6 +524,15 @@ def _check_attributes(data: DistrictData, problems: list[Problem]) -> None:
         )
 
 
+def _shown(value: object) -> str:
+    """A value as a planner wrote it: strings quoted, numbers plain (not ``np.int64(5)``)."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
 def parse_times(values: pd.Series) -> pd.Series:
     """ISO 8601 strings to UTC timestamps; times without an offset are China time (+08:00)."""
     text = values.astype("string").str.strip()
@@ -487,9 +540,7 @@ def parse_times(values: pd.Series) -> pd.Series:
     if getattr(parsed.dt, "tz", None) is not None:
         return parsed.dt.tz_convert("UTC")
     # Mixed or naive input: parse one by one so each value keeps its own offset.
-    out = [
-        _one_time(v) if isinstance(v, str) and v else pd.NaT for v in text.fillna("").tolist()
-    ]
+    out = [_one_time(v) if isinstance(v, str) and v else pd.NaT for v in text.fillna("").tolist()]
     return pd.Series(pd.to_datetime(out, utc=True), index=values.index)
 
 
@@ -519,6 +570,7 @@ def check_tiling(
     sliver_m2: float,
     problems: list[Problem],
     repairs: list[Repair],
+    source: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Each parent's children must cover it exactly: no overlap, no gap, nothing outside.
 
@@ -542,7 +594,9 @@ def check_tiling(
             problems.append(
                 Problem(
                     f"{where} has no {child_layer}",
+                    file=source,
                     layer=child_layer,
+                    feature=str(p_code),
                     fix=f"add {child_layer} that cover {where}",
                 )
             )
@@ -555,7 +609,11 @@ def check_tiling(
                 out_geoms[row] = _as_multi(fixed[j])
             for kind, code, area, _point in findings:
                 repairs.append(
-                    Repair(child_layer, str(code), f"absorbed a {area:.3f} m² {kind} in {where}")
+                    Repair(
+                        child_layer,
+                        str(code) if code is not None else where,
+                        f"absorbed a {area:.3f} m² {kind} in {where}",
+                    )
                 )
             changed = True
             continue
@@ -568,8 +626,9 @@ def check_tiling(
             problems.append(
                 Problem(
                     f"{kind} of {area:,.2f} m² in {where} near ({point.x:.6f}, {point.y:.6f})",
+                    file=source,
                     layer=child_layer,
-                    feature=str(code) if code is not None else None,
+                    feature=str(code) if code is not None else where,
                     fix=hint,
                 )
             )
@@ -581,19 +640,27 @@ def check_tiling(
 
 
 def _area_measure(metric: CRS) -> Callable[[shapely.Geometry], float]:
-    """Area in m² of a lon/lat geometry, measured in ``metric``."""
-    from pyproj import Transformer
+    """Area in m² of a lon/lat geometry, by the ellipsoid's local scale at the piece.
 
-    forward = Transformer.from_crs(4326, metric, always_xy=True)
-
-    def project(xy: np.ndarray) -> np.ndarray:
-        x, y = forward.transform(xy[:, 0], xy[:, 1])
-        return np.column_stack([x, y])
+    Edges are straight in lon/lat, so a sliver that is degenerate there (three vertices on
+    one parallel, off by 1e-14°) must measure ~0. Projecting only its vertices to UTM
+    would bend the parallel and report tens of m² of "gap" after any reprojection.
+    ``metric`` is kept for the signature; pieces are small, so the local scale is exact
+    to well under 1 %.
+    """
+    del metric
+    a, f = 6378137.0, 1 / 298.257223563  # WGS 84
+    e2 = f * (2 - f)
+    rad = np.pi / 180.0
 
     def measure(geom: shapely.Geometry) -> float:
         if geom is None or shapely.is_empty(geom):
             return 0.0
-        return float(shapely.area(shapely.transform(geom, project)))
+        lat = float(shapely.centroid(geom).y) * rad
+        w = 1.0 - e2 * np.sin(lat) ** 2
+        m_per_deg_lat = rad * a * (1 - e2) / w**1.5
+        m_per_deg_lon = rad * a / np.sqrt(w) * np.cos(lat)
+        return float(shapely.area(geom)) * m_per_deg_lat * m_per_deg_lon
 
     return measure
 
@@ -644,7 +711,9 @@ def _tiling_findings(
     for piece in shapely.get_parts(gaps):
         area = area_m2(piece)
         if area > NOISE_M2:
-            findings.append(("gap", None, area, shapely.point_on_surface(piece)))
+            near = tree.query(piece, predicate="intersects")
+            neighbours = ", ".join(sorted(str(codes[j]) for j in near)) or None
+            findings.append(("gap", neighbours, area, shapely.point_on_surface(piece)))
     return findings
 
 

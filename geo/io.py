@@ -70,12 +70,28 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def list_layers(path: Path) -> list[str]:
-    """Layers a file holds: GeoPackage layers by name, other formats by file stem."""
-    _check_file(path, InputLimits())
-    if format_of(path) == "gpkg":
+def list_layers(path: Path, limits: InputLimits | None = None) -> list[str]:
+    """Layers a file holds: GeoPackage layers by name, other formats by file stem.
+
+    A file GDAL cannot open is refused here, naming the file, instead of escaping as a
+    pyogrio error (and a traceback) from the CLI.
+    """
+    _check_file(path, limits or InputLimits())
+    fmt = format_of(path)
+    if fmt != "gpkg":
+        return [layer_from_stem(path)]
+    try:
         return [str(name) for name, _ in pyogrio.list_layers(path)]
-    return [layer_from_stem(path)]
+    except Exception as exc:  # pyogrio raises DataSourceError, OSError, ... for corrupt files
+        raise DataRefused(
+            problems=[
+                Problem(
+                    f"cannot read: {exc}",
+                    file=str(path),
+                    fix="check that the file is a valid GeoPackage (open it in QGIS or ogrinfo)",
+                )
+            ]
+        ) from exc
 
 
 def layer_from_stem(path: Path) -> str:
@@ -147,15 +163,30 @@ def read_layer(
                     file=str(path),
                     layer=layer_name,
                     feature=ids[i],
-                    fix="remove or simplify this feature; geometries must have finite "
-                    f"coordinates, at most {limits.max_vertices_per_feature:,} vertices and "
-                    f"{limits.max_nesting_depth} levels of nesting",
+                    fix=_guard_fix(reason, limits),
                 )
                 for i, reason in bad[:50]
             ]
         )
     geoms = shapely.from_wkb(wkb)
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index), crs=crs)
+
+
+def _guard_fix(reason: str, limits: InputLimits) -> str:
+    """The fix for one guard refusal: what to change in the file, or which cap to raise."""
+    if "vert" in reason:
+        return (
+            f"remove or simplify this feature (at most {limits.max_vertices_per_feature:,} "
+            "vertices), or raise GRIDMAP_MAX_VERTICES_PER_FEATURE if it is genuine"
+        )
+    if "nested" in reason:
+        return (
+            f"remove or flatten this feature (at most {limits.max_nesting_depth} levels of "
+            "nesting), or raise GRIDMAP_MAX_NESTING_DEPTH if it is genuine"
+        )
+    if "NaN" in reason:
+        return "remove or correct this feature: coordinates must be finite numbers"
+    return "remove this feature or re-export the file from a GIS (its WKB is corrupt)"
 
 
 def _feature_ids(frame: pd.DataFrame, layer: str) -> list[str]:
@@ -252,7 +283,8 @@ def _read_csv(path: Path, layer: str) -> gpd.GeoDataFrame:
         raise DataRefused(
             problems=[
                 Problem(
-                    f"lon/lat not finite numbers ({frame['lon'].iat[i]!r}, {frame['lat'].iat[i]!r})",
+                    "lon/lat not finite numbers "
+                    f"({frame['lon'].iat[i]!r}, {frame['lat'].iat[i]!r})",
                     file=str(path),
                     layer=layer,
                     feature=ids[i],
@@ -287,15 +319,21 @@ def check_wkb(wkb: np.ndarray, limits: InputLimits) -> list[tuple[int, str]]:
         header_ok = (buf[:, 0] == 1) & (buf[:, 1:5].copy().view("<u4")[:, 0] == 1)
         coords = buf[:, 5:].copy().view("<f8")
         finite = np.isfinite(coords).all(axis=1)
-        for i in np.flatnonzero(~(header_ok & finite)):
-            reason = "NaN or infinite coordinate" if header_ok[i] else "malformed point WKB"
-            problems.append((int(i), reason))
+        for row in np.flatnonzero(~(header_ok & finite)).tolist():
+            reason = "NaN or infinite coordinate" if header_ok[row] else "malformed point WKB"
+            problems.append((row, reason))
         return problems
     for i, blob in enumerate(wkb):
         if blob is None:
             continue  # a missing geometry is reported by validation, with its layer's rule
         if len(blob) > limits.max_vertices_per_feature * 32 + 1024:
-            problems.append((i, f"geometry of {len(blob):,} bytes exceeds the vertex cap"))
+            problems.append(
+                (
+                    i,
+                    f"geometry of {len(blob):,} bytes is over the vertex cap of "
+                    f"{limits.max_vertices_per_feature:,}",
+                )
+            )
             continue
         try:
             end, vertices = _walk(bytes(blob), 0, 1, limits)
@@ -384,47 +422,78 @@ def looks_swapped(gdf: gpd.GeoDataFrame) -> bool:
     return bool(-90 <= xmin <= xmax <= 90 and (abs(ymin) > 90 or abs(ymax) > 90) and ymax <= 180)
 
 
+def _implausible_rows(gdf: gpd.GeoDataFrame, swapped: bool) -> np.ndarray:
+    """Rows whose bounds are not lon/lat (or, with ``swapped``, look like lat/lon)."""
+    bounds = shapely.bounds(gdf.geometry.to_numpy())
+    with np.errstate(invalid="ignore"):
+        xmin, ymin, xmax, ymax = bounds.T
+        lonlat = (xmin >= -180) & (xmax <= 180) & (ymin >= -90) & (ymax <= 90)
+        if swapped:
+            bad = (xmin >= -90) & (xmax <= 90) & ((np.abs(ymin) > 90) | (np.abs(ymax) > 90))
+            return np.flatnonzero(bad & (ymax <= 180))
+    return np.flatnonzero(~lonlat & ~np.isnan(xmin))
+
+
+def _first_bad_feature(gdf: gpd.GeoDataFrame, layer: str, rows: np.ndarray) -> str | None:
+    if len(rows) == 0:
+        return None
+    label = _feature_ids(pd.DataFrame(gdf.drop(columns=gdf.geometry.name)), layer)[rows[0]]
+    more = f" and {len(rows) - 1:,} more" if len(rows) > 1 else ""
+    return f"{label}{more}"
+
+
 def reproject_layer(gdf: gpd.GeoDataFrame, *, file: str, layer: str) -> gpd.GeoDataFrame:
-    """Reproject to EPSG:4326; a frame without CRS must already be plausible lon/lat."""
-    if gdf.crs is None:
-        if looks_swapped(gdf):
-            raise DataRefused(
-                problems=[
-                    Problem(
-                        "coordinates look like lat/lon swapped (x within ±90, y beyond ±90)",
-                        file=file,
-                        layer=layer,
-                        fix="write x = longitude and y = latitude, or declare the CRS",
-                    )
-                ]
-            )
-        if not plausible_lonlat(gdf):
-            xmin, ymin, xmax, ymax = (round(float(v), 3) for v in gdf.total_bounds)
-            raise DataRefused(
-                problems=[
-                    Problem(
-                        f"no CRS declared and coordinates ({xmin}, {ymin}) .. ({xmax}, {ymax}) "
-                        "are not longitude/latitude",
-                        file=file,
-                        layer=layer,
-                        fix="declare the file's CRS (e.g. EPSG:32651 for UTM 51N)",
-                    )
-                ]
-            )
-        return gdf.set_crs(WGS84)
-    out = to_wgs84(gdf)
+    """Reproject to EPSG:4326; a frame without CRS must already be plausible lon/lat.
+
+    A file that declares lon/lat but holds metres (GeoJSON without a ``crs`` member is
+    EPSG:4326 by definition, whatever its numbers) is refused too: otherwise its features
+    would surface later as absurd gaps and overlaps instead of as a CRS mistake.
+    """
+    declared = gdf.crs
+    out = gdf if declared is None else to_wgs84(gdf)
+    bounds = tuple(round(float(v), 3) for v in out.total_bounds) if not out.empty else ()
     if looks_swapped(out):
         raise DataRefused(
             problems=[
                 Problem(
-                    "coordinates look like lat/lon swapped (x within ±90, y beyond ±90)",
+                    "coordinates look like lat/lon swapped (x within ±90, y beyond ±90): "
+                    f"bounds {bounds}",
                     file=file,
                     layer=layer,
-                    fix="write x = longitude and y = latitude (axis order lon, lat)",
+                    feature=_first_bad_feature(out, layer, _implausible_rows(out, True)),
+                    fix="write x = longitude and y = latitude (axis order lon, lat)"
+                    + ("" if declared is not None else ", or declare the CRS"),
                 )
             ]
         )
-    return out
+    if not plausible_lonlat(out):
+        if declared is None:
+            reason = f"no CRS declared and coordinates {bounds} are not longitude/latitude"
+            fix = "declare the file's CRS (e.g. EPSG:32651 for UTM 51N)"
+        elif file.lower().endswith(".csv"):
+            reason = f"lon/lat out of range: bounds {bounds}"
+            fix = "give decimal degrees, longitude in `lon` and latitude in `lat` (swapped?)"
+        else:
+            reason = (
+                f"coordinates {bounds} are not longitude/latitude after reading them as "
+                f"{declared.to_string()}"
+            )
+            fix = (
+                "declare the CRS the coordinates are in (a GeoJSON without a `crs` member "
+                "means EPSG:4326; projected data needs e.g. EPSG:32651)"
+            )
+        raise DataRefused(
+            problems=[
+                Problem(
+                    reason,
+                    file=file,
+                    layer=layer,
+                    feature=_first_bad_feature(out, layer, _implausible_rows(out, False)),
+                    fix=fix,
+                )
+            ]
+        )
+    return out.set_crs(WGS84) if declared is None else out
 
 
 # --- writing -----------------------------------------------------------------------------
