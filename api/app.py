@@ -28,7 +28,7 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = database_url(settings)
-    app.state.lookup = GridLookup()
+    app.state.lookup = GridLookup(app.state.database_url)
     app.state.addresses = AddressBook()
     app.state.jobs = {}
     problems.install(app)

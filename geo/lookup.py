@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from geo.assign import GridIndex
 from geo.crs import gcj02_to_wgs84
 from geo.errors import InvalidInput, NotFound
+from geo.store.session import transaction
 
 Coordsys = Literal["wgs84", "cgcs2000", "gcj02"]
 
@@ -117,9 +118,14 @@ def load_plan_index(session: Session, plan_id: int) -> PlanIndex:
 
 
 class GridLookup:
-    """Thread-safe cache of plan indexes for the API and the CLI."""
+    """Thread-safe cache of plan indexes for the API and the CLI.
 
-    def __init__(self, refresh_s: float = 2.0) -> None:
+    It opens its own short transactions, and only when the cache must be refreshed, so a
+    lookup served from the cache touches no database connection at all.
+    """
+
+    def __init__(self, database_url: str, refresh_s: float = 2.0) -> None:
+        self.database_url = database_url
         self.refresh_s = refresh_s
         self._plans: dict[int, PlanIndex] = {}
         self._published: dict[str, int] = {}
@@ -130,12 +136,12 @@ class GridLookup:
         with self._lock:
             self._checked = -1e9
 
-    def published(self, session: Session) -> dict[str, int]:
+    def published(self) -> dict[str, int]:
         """district code -> published plan id, re-read at most every ``refresh_s``."""
         now = time.monotonic()
         if now - self._checked < self.refresh_s:
             return self._published
-        with self._lock:
+        with self._lock, transaction(self.database_url) as session:
             rows = session.execute(
                 text(
                     """SELECT d.code, p.id FROM grid_plans p JOIN districts d ON d.id = p.district_id
@@ -149,33 +155,33 @@ class GridLookup:
             self._checked = now
         return self._published
 
-    def plan(self, session: Session, plan_id: int) -> PlanIndex:
+    def plan(self, plan_id: int) -> PlanIndex:
         found = self._plans.get(plan_id)
         if found is None:
-            found = load_plan_index(session, plan_id)
+            with transaction(self.database_url) as session:
+                found = load_plan_index(session, plan_id)
             with self._lock:
                 self._plans[plan_id] = found
         return found
 
-    def plans_for(
-        self, session: Session, district: str | None, as_of: datetime | None
-    ) -> list[PlanIndex]:
+    def plans_for(self, district: str | None, as_of: datetime | None) -> list[PlanIndex]:
         if as_of is not None:
-            ids = plans_in_force(session, as_of, district)
+            with transaction(self.database_url) as session:
+                ids = plans_in_force(session, as_of, district)
         else:
-            published = self.published(session)
+            published = self.published()
             if district is not None:
                 if district not in published:
-                    _refuse_unknown_district(session, district)
+                    with transaction(self.database_url) as session:
+                        _refuse_unknown_district(session, district)
                     raise NotFound(f"district {district} has no published plan", field="district")
                 ids = [published[district]]
             else:
                 ids = list(published.values())
-        return [self.plan(session, pid) for pid in ids]
+        return [self.plan(pid) for pid in ids]
 
     def lookup(
         self,
-        session: Session,
         lon: float,
         lat: float,
         *,
@@ -185,7 +191,6 @@ class GridLookup:
         snap_m: float = 0.0,
     ) -> LookupAnswer:
         return self.lookup_many(
-            session,
             [lon],
             [lat],
             coordsys=coordsys,
@@ -196,7 +201,6 @@ class GridLookup:
 
     def lookup_many(
         self,
-        session: Session,
         lons: Sequence[float],
         lats: Sequence[float],
         *,
@@ -219,7 +223,7 @@ class GridLookup:
         if coordsys == "gcj02":
             x, y = gcj02_to_wgs84(x, y)
             converted = "converted from GCJ-02 (AMap/Gaode) to WGS 84 before lookup"
-        plans = self.plans_for(session, district, as_of)
+        plans = self.plans_for(district, as_of)
         n = len(x)
         best: list[tuple[PlanIndex, Any, int] | None] = [None] * n
         nearest: list[tuple[float, PlanIndex, Any, int] | None] = [None] * n

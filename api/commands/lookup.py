@@ -36,7 +36,8 @@ def lookup_command(
         except ValueError:
             raise InvalidInput(f"{as_of!r} is not a date", field="as_of") from None
         when = datetime.combine(parsed, time(23, 59, 59), tzinfo=ZoneInfo("Asia/Shanghai"))
-    with transaction(database_url(settings())) as session:
+    url = database_url(settings())
+    with transaction(url) as session:
         answer: dict[str, Any]
         if address is not None:
             from geo.address_book import AddressBook
@@ -48,9 +49,8 @@ def lookup_command(
             )
         else:
             answer = (
-                GridLookup()
+                GridLookup(url)
                 .lookup(
-                    session,
                     lon,
                     lat,
                     coordsys=coordsys,  # type: ignore[arg-type]

@@ -6,13 +6,16 @@ from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.deps import AddressBookDep, LookupDep, SessionDep, SettingsDep
+from api.deps import AddressBookDep, LookupDep, SettingsDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
+from geo.address_book import AddressBook
 from geo.errors import InvalidInput
+from geo.store.session import transaction
 
 router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)
 
@@ -37,8 +40,8 @@ def _coordsys(crs: str, coordsys: str | None) -> Any:
 
 
 @router.get("/lookup", response_model=LookupResult | AddressResult)
-def lookup(
-    session: SessionDep,
+async def lookup(
+    request: Request,
     grids: LookupDep,
     addresses: AddressBookDep,
     lon: Annotated[float | None, Query(allow_inf_nan=False, description="longitude")] = None,
@@ -68,7 +71,9 @@ def lookup(
     if address is not None:
         if lon is not None or lat is not None:
             raise InvalidInput("give either lon/lat or address, not both", field="address")
-        return addresses.search(session, address, district=district, limit=limit)
+        return await run_in_threadpool(
+            _search_address, request, addresses, address, district, limit
+        )
     if lon is None or lat is None:
         missing = "lon" if lon is None else "lat"
         raise InvalidInput(
@@ -76,8 +81,8 @@ def lookup(
             field=missing,
             fix="send both lon and lat in decimal degrees, or an address",
         )
+    # Served from the in-memory index on the event loop: no connection, no thread hop.
     answer = grids.lookup(
-        session,
         lon,
         lat,
         coordsys=_coordsys(crs, coordsys),
@@ -86,6 +91,13 @@ def lookup(
         snap_m=snap_m,
     )
     return answer.as_dict()
+
+
+def _search_address(
+    request: Request, addresses: AddressBook, address: str, district: str | None, limit: int
+) -> dict[str, Any]:
+    with transaction(request.app.state.database_url) as session:
+        return addresses.search(session, address, district=district, limit=limit)
 
 
 class BatchLookupResult(LookupResult):
@@ -111,7 +123,6 @@ class PointCollection(BaseModel):
 
 @router.post("/lookup", response_model=list[BatchLookupResult])
 def lookup_batch(
-    session: SessionDep,
     grids: LookupDep,
     settings: SettingsDep,
     points: Annotated[
@@ -145,7 +156,6 @@ def lookup_batch(
     if not rows:
         return []
     answers = grids.lookup_many(
-        session,
         [r[1] for r in rows],
         [r[2] for r in rows],
         coordsys=_coordsys(crs, coordsys),

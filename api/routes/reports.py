@@ -18,7 +18,7 @@ router = APIRouter(tags=["reports"], responses=PROBLEM_RESPONSES)
 @router.post("/reports", response_model=ReportOut, status_code=status.HTTP_201_CREATED)
 def create_report(body: ReportIn, session: SessionDep, grids: LookupDep) -> dict[str, Any]:
     """Store a report; it is assigned by the lookup rule to a grid of the published plan."""
-    answer = grids.lookup(session, body.lon, body.lat, coordsys=body.coordsys)
+    answer = grids.lookup(body.lon, body.lat, coordsys=body.coordsys)
     stored = file_report(
         session,
         answer,

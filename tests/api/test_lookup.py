@@ -68,7 +68,7 @@ def test_every_path_agrees(live_server: LiveServer, point: tuple[float, float]) 
     with transaction(live_server.database_url) as session:
         plan_id = body["plan_id"]
         assert sql_lookup(session, lon, lat, plan_id) == expected
-        memory = GridLookup().lookup(session, lon, lat)
+        memory = GridLookup(live_server.database_url).lookup(lon, lat)
     assert memory.grid_code == expected
     assert memory.on_boundary == body["on_boundary"]
     if expected is None:
