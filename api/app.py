@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import problems
-from api.routes import districts, lookup, plans, reports
+from api.routes import districts, lookup, maps, plans, reports
 from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
+from maps.assets import STATIC_DIR, STATIC_URL
 
 
 def create_app(settings: GridmapSettings | None = None) -> FastAPI:
@@ -32,6 +34,8 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     app.state.addresses = AddressBook()
     app.state.jobs = {}
     problems.install(app)
-    for module in (districts, lookup, reports, plans):
+    for module in (districts, lookup, reports, plans, maps):
         app.include_router(module.router)
+    # The map pages' scripts and styles, pinned and served here: no CDN on an intranet.
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="map-assets")
     return app

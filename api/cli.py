@@ -11,6 +11,7 @@ from api.commands.assign import assign_command
 from api.commands.db import db_app
 from api.commands.demo import demo_command
 from api.commands.lookup import lookup_command
+from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
 from api.console import database_url, out, print_json, reports_errors, settings, stages
 
@@ -139,6 +140,7 @@ def serve(
 
 app.add_typer(db_app, name="db")
 app.add_typer(plan_app, name="plan")
+app.add_typer(map_app, name="map")
 app.command(name="assign")(reports_errors(assign_command))
 app.command(name="lookup")(reports_errors(lookup_command))
 app.command(name="regrid")(reports_errors(regrid_command))

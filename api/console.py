@@ -44,7 +44,9 @@ def reports_errors(func: F) -> F:
             raise typer.Exit(1) from None
         except GridmapError as exc:
             if kwargs.get("json_output"):
-                print_json({"error": True, "field": exc.field, "reason": exc.reason, "fix": exc.fix})
+                print_json(
+                    {"error": True, "field": exc.field, "reason": exc.reason, "fix": exc.fix}
+                )
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 

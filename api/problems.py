@@ -6,6 +6,8 @@ and the reason, and this module turns them into ``application/problem+json``.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,16 +19,24 @@ from geo.errors import (
     Conflict,
     DatabaseUnavailable,
     DataRefused,
+    Forbidden,
     GridmapError,
     InvalidInput,
+    NotAllowed,
     NotFound,
+    RateLimited,
+    Unauthenticated,
 )
 
 PROBLEM_JSON = "application/problem+json"
 
 #: Most specific class first.
 STATUS: list[tuple[type[GridmapError], int, str]] = [
+    (Unauthenticated, 401, "Unauthenticated"),
+    (Forbidden, 403, "Forbidden"),
     (NotFound, 404, "Not found"),
+    (NotAllowed, 409, "Step not allowed"),
+    (RateLimited, 429, "Too many requests"),
     (Conflict, 409, "Conflict"),
     (DataRefused, 422, "Data refused"),
     (InvalidInput, 422, "Invalid input"),
@@ -60,7 +70,15 @@ async def _gridmap_error(request: Request, exc: Exception) -> JSONResponse:
         errors = [
             {"field": exc.field, "reason": exc.reason, **({"fix": exc.fix} if exc.fix else {})}
         ]
-    return problem(status, title, str(exc), request.url.path, errors)
+    response = problem(status, title, str(exc), request.url.path, errors)
+    if isinstance(exc, NotAllowed):
+        body = {**json.loads(response.body), "allowed": exc.allowed}
+        response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -111,5 +129,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     }
-    for status, title in ((404, "Not found"), (409, "Conflict"), (422, "Invalid input"))
+    for status, title in (
+        (401, "Unauthenticated"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (422, "Invalid input"),
+        (429, "Too many requests"),
+    )
 }

@@ -270,7 +270,7 @@ def edit_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Edit a draft; each edit keeps the guarantees or is refused with the reason."""
-    from geo.store.plans import jsonable, edit_draft
+    from geo.store.plans import edit_draft, jsonable
     from geo.store.session import transaction
 
     args: dict[str, Any] = {}
