@@ -92,9 +92,10 @@ def _extra_attrs(frame: pd.DataFrame, known: Sequence[str]) -> list[str]:
     extra = [c for c in frame.columns if c not in known and c != frame.geometry.name]
     if not extra:
         return ["{}"] * len(frame)
-    sub = pd.DataFrame(frame[extra])
-    records = sub.astype(object).where(sub.notna(), None).to_dict(orient="records")
-    return [json.dumps(r, ensure_ascii=False, default=str, sort_keys=True) for r in records]
+    sub = pd.DataFrame(frame[sorted(extra)]).reset_index(drop=True)
+    # One vectorised to_json instead of a json.dumps per row (1M reports: seconds saved).
+    lines = sub.to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+    return lines.rstrip("\n").split("\n") if len(sub) else []
 
 
 def district_id(session: Session, code: str) -> int:
@@ -393,6 +394,17 @@ def copy_buildings(
     _copy(session, Building.__tablename__, list(frame.columns), frame)
 
 
+def _iso_utc(times: pd.Series) -> np.ndarray:
+    """UTC timestamps as ISO 8601 text for COPY, microseconds kept, NaT as NULL.
+
+    numpy formats 1M values in ~0.1 s where ``strftime`` takes seconds.
+    """
+    values = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    text = np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
+    text[np.isnat(values)] = None
+    return text
+
+
 def copy_reports(
     session: Session,
     district_pk: int,
@@ -413,8 +425,7 @@ def copy_reports(
     def time_column(name: str) -> Any:
         if name not in reports.columns:
             return [None] * n
-        parsed = parse_times(reports[name])
-        return parsed.dt.strftime("%Y-%m-%dT%H:%M:%S%z").where(parsed.notna(), None).to_numpy()
+        return _iso_utc(parse_times(reports[name]))
 
     code_array = np.asarray(codes, dtype=object)
     mapped = pd.Series(code_array).map(grid_ids)
