@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import typer
+from sqlalchemy.orm import Session
 
 
 def _sha256(path: Path) -> str:
@@ -19,6 +20,32 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def _generator_version() -> str:
+    """A hash of the generator's sources: a changed generator means a new fixture file."""
+    import fixtures.district
+
+    root = Path(fixtures.district.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("*.py"), root.parent / "geo" / "data" / "responsibility.json"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def _demo_draft(session: Session, district: str, seed: int) -> int | None:
+    """The demo's 1014-grid draft from an earlier run, if it is still a draft."""
+    from geo.store.plans import list_plans
+
+    for plan in list_plans(session, district):
+        params = plan["params"] or {}
+        if (
+            plan["status"] == "draft"
+            and params.get("target") == 1014
+            and params.get("seed") == seed
+        ):
+            return int(plan["plan_id"])
+    return None
 
 
 def demo_command(
@@ -36,7 +63,7 @@ def demo_command(
 
     config = settings()
     home = config.embedded.home
-    fixture = home / "fixtures" / f"shahekou-seed{seed}.gpkg"
+    fixture = home / "fixtures" / f"shahekou-seed{seed}-{_generator_version()}.gpkg"
     with stages(False) as step:
         url = database_url(config)
         step(f"database ready at {url.split('@')[-1]}")
@@ -70,6 +97,28 @@ def demo_command(
             )
         with transaction(url) as session:
             counts = district_counts(session, data.code)
+            draft = _demo_draft(session, data.code, seed)
+        if draft is None:
+            step("regridding 630 grids into 1014 (a draft plan; the published plan is untouched)")
+            from geo.regrid import RegridRequest
+            from geo.store.plans import regrid_to_draft
+
+            with transaction(url) as session:
+                draft, result = regrid_to_draft(
+                    session,
+                    data.code,
+                    RegridRequest(target=1014, seed=seed),
+                    author="gridmap demo",
+                    note="README command 1: 630 -> 1014",
+                )
+            s = result.summary
+            step(
+                f"draft plan {draft}: {s['grids']} grids, max/mean {s['max_over_mean']:.3f}, "
+                f"{s['band_share']:.1%} in band, {s['boundary_kept_share_all']:.0%} of old "
+                f"boundary kept, in {s['seconds']:.1f} s"
+            )
+        else:
+            step(f"draft plan {draft} (1014 grids) already there: skipping the regrid")
     out.print(
         f"District {counts['code']} {counts['name']}: {counts['streets']} streets, "
         f"{counts['communities']} communities, {counts['grids']} grids, "
@@ -85,4 +134,12 @@ def demo_command(
     out.print(f"  API docs      {base}/docs")
     out.print(f"  districts     {base}/districts")
     out.print(f"  lookup        {base}/lookup?lon=121.60&lat=38.90")
+    code = counts["code"]
+    out.print(f"  hotspots map  {base}/maps/hotspots?district={code}")
+    out.print(f"  workload map  {base}/maps/workload?district={code}")
+    out.print(f"  draft plan    {base}/plans/{draft}/metrics")
+    out.print(
+        f"  compare map   {base}/maps/compare?district={code}&a={counts['plan_id']}&b={draft}"
+    )
+    out.print(f"  publish it    .venv/bin/gridmap plan publish {draft}")
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning")
