@@ -124,6 +124,8 @@ def test_taken_port_moves_to_a_free_one_with_a_note(stopped: GridmapSettings) ->
     config = stopped
     old_port = cluster.status(config).port
     with socket.socket() as squatter:
+        # The stopped server's connections may leave the port in TIME_WAIT for a while.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port or 0))
         squatter.listen()
         notes: list[str] = []
