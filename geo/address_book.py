@@ -62,7 +62,7 @@ class AddressBook:
         """Ranked candidates over one district or all; the answer's field names are the API's."""
         if not query or not query.strip():
             raise InvalidInput("address is empty", field="address")
-        plans = dict(
+        plans: dict[str, int] = dict(
             session.execute(
                 text(
                     """SELECT d.code, p.id FROM grid_plans p JOIN districts d ON d.id = p.district_id

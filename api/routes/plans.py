@@ -31,10 +31,13 @@ class RegridIn(BaseModel):
     district: str = Field(min_length=1)
     target: int | None = Field(None, ge=1, le=100_000)
     households: tuple[int, int] | None = None
-    weights: dict[LoadName, float] = Field(default_factory=lambda: {"households": 1.0})
+    weights: dict[LoadName, float] = Field(default_factory=lambda: {"households": 1.0})  # type: ignore[arg-type]
     seed: int = Field(0, ge=0, le=2**31)
     author: str = Field("api", max_length=100)
     note: str = Field("", max_length=2000)
+
+    def load_weights(self) -> dict[str, float]:
+        return {str(name): float(value) for name, value in self.weights.items()}
 
     @model_validator(mode="after")
     def _one_goal(self) -> RegridIn:
@@ -77,7 +80,10 @@ def _jobs(request: Request) -> dict[str, Job]:
 def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
     job.status = "running"
     request = RegridRequest(
-        target=body.target, households_band=body.households, weights=body.weights, seed=body.seed
+        target=body.target,
+        households_band=body.households,
+        weights=body.load_weights(),
+        seed=body.seed,
     )
 
     def progress(stage: str, share: float) -> None:
@@ -109,7 +115,9 @@ def start_regrid(body: RegridIn, request: Request, session: SessionDep) -> Job:
     store.precheck_regrid(
         session,
         body.district,
-        RegridRequest(target=body.target, households_band=body.households, weights=body.weights),
+        RegridRequest(
+            target=body.target, households_band=body.households, weights=body.load_weights()
+        ),
     )
     job = Job(job_id=uuid.uuid4().hex, status="queued", started_at=datetime.now(UTC))
     _jobs(request)[job.job_id] = job

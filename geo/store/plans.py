@@ -166,7 +166,7 @@ def _json_default(value: Any) -> Any:
 def _write_grids(
     session: Session, inputs: PlanInputs, plan_id: int, grids: gpd.GeoDataFrame
 ) -> None:
-    community_ids = dict(
+    community_ids: dict[str, int] = dict(
         session.execute(
             text("SELECT code, id FROM communities WHERE district_id = :d"),
             {"d": inputs.district_pk},
