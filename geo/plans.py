@@ -1,0 +1,882 @@
+"""Grid plans as GeoDataFrames: metrics, guarantee checks, comparison, crosswalk and edits.
+
+Pure functions: no database. A plan is a GeoDataFrame of grids (``code``, ``community_code``,
+``name``, geometry) in the CRS of the communities (EPSG:4326 by the data contract).
+
+Why topology is done in the output CRS: grids must pass ``shapely.coverage_is_valid`` where
+they are stored. Reprojecting a coverage keeps shared vertices shared, but any operation done
+in a metric CRS and projected back would move kept grids. So geometry is snapped to a fixed
+precision grid of the output CRS (1e-7 degrees, about 1 cm) and every shared edge is re-noded
+(``node_coverage``); only measurements (areas, lengths) use the UTM zone of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyproj
+import shapely
+import shapely.ops
+from shapely import LineString
+
+from geo.crs import metric_crs_for_bounds
+from geo.errors import Conflict, InvalidInput, Problem
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "assign_buildings",
+    "building_loads",
+    "check_plan",
+    "compare_plans",
+    "crosswalk",
+    "merge_grids",
+    "move_buildings",
+    "new_codes",
+    "node_coverage",
+    "plan_metrics",
+    "rename_grid",
+    "split_grid",
+]
+
+DEFAULT_WEIGHTS: Mapping[str, float] = {"households": 1.0}
+#: Load columns a planner may weight; others are refused so typos do not silently count 0.
+LOAD_COLUMNS = ("households", "residents", "open_reports", "elderly_care")
+#: Two grids no further apart than this (Hausdorff, metres) are "the same grid": snapping to
+#: the 1e-7 degree grid and a neighbour's vertex on a shared edge move a boundary by < 1 cm.
+SAME_GRID_M = 0.05
+#: Tiling gaps/overlaps below this many m² per metre of boundary are rounding, not errors.
+TILING_TOLERANCE_M = 0.02
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+# --------------------------------------------------------------------------- precision, CRS
+
+
+def grid_size_for(crs: Any) -> float:
+    """Fixed precision of the topology: 1e-7 degrees (≈1 cm) or 1 cm in a projected CRS."""
+    if crs is None or pyproj.CRS.from_user_input(crs).is_geographic:
+        return 1e-7
+    return 0.01
+
+
+def metric_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
+    """UTM zone of the data (EPSG:32651 for Dalian), for measuring only."""
+    if frame.crs is not None and not pyproj.CRS.from_user_input(frame.crs).is_geographic:
+        return pyproj.CRS.from_user_input(frame.crs)
+    b = frame.total_bounds if len(frame) else np.array([121.5, 38.9, 121.6, 38.95])
+    return metric_crs_for_bounds((float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+
+
+def to_metric(geoms: Any, crs: Any, mcrs: pyproj.CRS) -> npt.NDArray[Any]:
+    """Project a geometry array to the metric CRS (no-op when already there)."""
+    arr = np.asarray(geoms, dtype=object)
+    if pyproj.CRS.from_user_input(crs) == mcrs:
+        return arr
+    return np.asarray(gpd.GeoSeries(arr, crs=crs).to_crs(mcrs).values, dtype=object)
+
+
+def snap(geoms: Any, grid_size: float) -> npt.NDArray[Any]:
+    """Snap to the fixed precision grid, keeping valid polygons (no collapse to lines)."""
+    out = shapely.set_precision(np.asarray(geoms, dtype=object), grid_size, mode="valid_output")
+    return np.asarray(shapely.make_valid(out), dtype=object)
+
+
+def polygonal(geom: Any) -> Any:
+    """Keep only the polygons of an overlay result (drop stray lines and points)."""
+    if geom is None or geom.is_empty:
+        return shapely.Polygon()
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return shapely.Polygon()
+    return shapely.union_all(parts)
+
+
+# --------------------------------------------------------------------------- loads, assignment
+
+
+def building_loads(
+    buildings: pd.DataFrame, weights: Mapping[str, float] | None = None
+) -> FloatArray:
+    """Weighted workload per building, scaled so the district total equals its households.
+
+    The scaling keeps a households band meaningful for any mix of loads.
+    """
+    weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise InvalidInput(
+            "weights must be non-negative and not all zero",
+            field="weights",
+            fix='for example {"households": 1.0, "residents": 0.5}',
+        )
+    for name in sorted(weights):
+        if name not in LOAD_COLUMNS:
+            raise InvalidInput(
+                f"unknown load {name!r}",
+                field="weights",
+                fix=f"use some of {', '.join(LOAD_COLUMNS)}",
+            )
+        if weights[name] > 0 and name not in buildings.columns:
+            raise InvalidInput(
+                f"buildings have no {name!r} column to weight",
+                field="weights",
+                fix=f"add {name!r} per building or drop it from the weights",
+            )
+    households = _column(buildings, "households")
+    mix = np.zeros(len(buildings))
+    for name in sorted(weights):
+        if weights[name] > 0:
+            mix += weights[name] * _column(buildings, name)
+    total_mix = float(mix.sum())
+    if total_mix <= 0:
+        return households
+    return mix * (float(households.sum()) / total_mix)
+
+
+def _column(frame: pd.DataFrame, name: str) -> FloatArray:
+    if name not in frame.columns:
+        return np.zeros(len(frame))
+    values = pd.to_numeric(frame[name], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    return np.clip(values, 0.0, None)
+
+
+def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
+    """Index of the grid holding each point (-1 when there are no grids).
+
+    A point on a shared boundary goes to the first grid in the given order (callers sort by
+    code); a point outside every grid goes to the nearest one.
+    """
+    grid_geoms = np.asarray(grid_geoms, dtype=object)
+    points = np.asarray(points, dtype=object)
+    out = np.full(len(points), -1, dtype=np.int64)
+    if len(grid_geoms) == 0 or len(points) == 0:
+        return out
+    tree = shapely.STRtree(grid_geoms)
+    pt_idx, grid_idx = tree.query(points, predicate="intersects")
+    if len(pt_idx):
+        order = np.lexsort((grid_idx, pt_idx))
+        pt_idx, grid_idx = pt_idx[order], grid_idx[order]
+        first = np.r_[True, pt_idx[1:] != pt_idx[:-1]]
+        out[pt_idx[first]] = grid_idx[first]
+    missing = np.flatnonzero(out < 0)
+    if len(missing):
+        m_idx, g_idx = tree.query_nearest(points[missing], all_matches=True)
+        order = np.lexsort((g_idx, m_idx))
+        m_idx, g_idx = m_idx[order], g_idx[order]
+        first = np.r_[True, m_idx[1:] != m_idx[:-1]]
+        out[missing[m_idx[first]]] = g_idx[first]
+    return out
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def node_coverage(geoms: Sequence[Any], grid_size: float) -> list[Any]:
+    """Make every shared edge carry the same vertices on both sides, on the precision grid.
+
+    Cuts ending on a neighbour's boundary add a vertex on one side only, which
+    ``coverage_is_valid`` rejects. Noding all boundaries, polygonizing the faces and giving
+    each face back to the polygon that holds it restores a valid coverage; tiny faces left by
+    snap rounding go to the polygon overlapping them most.
+    """
+    arr = np.asarray(list(geoms), dtype=object)
+    if len(arr) <= 1:
+        return list(arr)
+    lines = shapely.union_all(shapely.boundary(arr), grid_size=grid_size)
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
+    )
+    if len(faces) == 0:
+        return list(arr)
+    tree = shapely.STRtree(arr)
+    probes = shapely.point_on_surface(faces)
+    f_idx, g_idx = tree.query(probes, predicate="within")
+    owner = np.full(len(faces), -1, dtype=np.int64)
+    order = np.lexsort((g_idx, f_idx))
+    f_idx, g_idx = f_idx[order], g_idx[order]
+    first = np.r_[True, f_idx[1:] != f_idx[:-1]] if len(f_idx) else np.zeros(0, dtype=bool)
+    owner[f_idx[first]] = g_idx[first]
+    for f in np.flatnonzero(owner < 0):
+        cand = tree.query(faces[f], predicate="intersects")
+        if len(cand) == 0:
+            continue
+        cand = np.sort(cand)
+        shared = shapely.area(shapely.intersection(arr[cand], faces[f]))
+        if shared.max() > 0.5 * faces[f].area:
+            owner[f] = cand[int(np.argmax(shared))]
+    out: list[Any] = []
+    for i in range(len(arr)):
+        mine = faces[owner == i]
+        if len(mine) == 0:
+            out.append(arr[i])
+        elif len(mine) == 1:
+            out.append(mine[0])
+        else:
+            out.append(shapely.coverage_union_all(mine))
+    return out
+
+
+def shared_lengths(geoms: Any) -> tuple[IntArray, IntArray, FloatArray]:
+    """Pairs (i < j) of polygons sharing an edge of positive length, with that length."""
+    arr = np.asarray(geoms, dtype=object)
+    if len(arr) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    tree = shapely.STRtree(arr)
+    i, j = tree.query(arr, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    inter = shapely.intersection(shapely.boundary(arr[i]), shapely.boundary(arr[j]))
+    length = shapely.length(inter)
+    keep = length > 0
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), length[keep]
+
+
+# --------------------------------------------------------------------------- codes
+
+
+def new_codes(
+    community_code: str, representative_xy: Sequence[tuple[float, float]], used: Iterable[str]
+) -> list[str]:
+    """Codes for new grids of one community, numbered west to east, then north to south.
+
+    Sequences continue after the highest one ever used in the community, so a retired code is
+    never handed out again (the caller passes every code the district ever used).
+    """
+    used_seq = sorted(
+        int(c[len(community_code) :])
+        for c in used
+        if c.startswith(community_code) and c[len(community_code) :].isdigit()
+    )
+    order = sorted(
+        range(len(representative_xy)),
+        key=lambda k: (representative_xy[k][0], -representative_xy[k][1], k),
+    )
+    start = (used_seq[-1] + 1) if used_seq else 1
+    seqs = list(range(start, start + len(order)))
+    if seqs and seqs[-1] > 999:
+        taken = set(used_seq)
+        seqs = [s for s in range(1, 1000) if s not in taken][: len(order)]
+        if len(seqs) < len(order):
+            raise Conflict(
+                f"community {community_code} has no free 3-digit grid sequence left",
+                field="code",
+                fix="retire the community's unused codes or split the community",
+            )
+    codes = [""] * len(order)
+    for rank, k in enumerate(order):
+        codes[k] = f"{community_code}{seqs[rank]:03d}"
+    return codes
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _prepare(
+    grids: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, weights: Mapping[str, float] | None
+) -> tuple[gpd.GeoDataFrame, IntArray, FloatArray]:
+    g = grids.sort_values("code", kind="stable").reset_index(drop=True)
+    b = buildings.to_crs(g.crs) if buildings.crs != g.crs else buildings
+    owner = assign_buildings(g.geometry.values, b.geometry.values)
+    return g, owner, building_loads(b, weights)
+
+
+def plan_metrics(
+    communities: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    band: tuple[float, float] | None,
+    parent_grids: gpd.GeoDataFrame | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-grid metrics and a plan summary (balance, band, compactness, contiguity, disruption).
+
+    ``kept`` means the parent plan holds the same code and geometry (within 5 cm:
+    a neighbour's new boundary may add a vertex on a kept grid's edge).
+    """
+    g, owner, load = _prepare(grids, buildings, weights)
+    n = len(g)
+    households = _column(buildings, "households")
+    ok = owner >= 0
+    grid_load = np.bincount(owner[ok], load[ok], minlength=n)[:n]
+    grid_hh = np.bincount(owner[ok], households[ok], minlength=n)[:n]
+    grid_bld = np.bincount(owner[ok], minlength=n)[:n]
+    mcrs = metric_crs(communities)
+    geoms_m = to_metric(g.geometry.values, g.crs, mcrs)
+    area = shapely.area(geoms_m)
+    perim = shapely.length(shapely.boundary(geoms_m))
+    pp = np.where(perim > 0, 4 * np.pi * area / np.maximum(perim, 1e-12) ** 2, 0.0)
+    parts = shapely.get_num_geometries(g.geometry.values)
+    in_band = (grid_load >= band[0]) & (grid_load <= band[1]) if band else np.zeros(n, dtype=bool)
+    kept = np.zeros(n, dtype=bool)
+    kept_in_band_share: float | None = None
+    boundary_kept: dict[str, float | None] = {"internal": None, "all": None}
+    if parent_grids is not None and len(parent_grids):
+        p, p_owner, _ = _prepare(parent_grids, buildings, weights)
+        kept = _kept_mask(g, p, mcrs)
+        if band:
+            pn = len(p)
+            pok = p_owner >= 0
+            p_load = np.bincount(p_owner[pok], load[pok], minlength=pn)[:pn]
+            p_in = (p_load >= band[0]) & (p_load <= band[1])
+            kept_codes = set(g["code"][kept])
+            if p_in.any():
+                kept_in_band_share = float(np.mean([c in kept_codes for c in p["code"][p_in]]))
+        boundary_kept = _boundary_kept(p, g, communities, mcrs)
+    comm = communities.set_index("code")
+    comm_parts = {
+        str(c): int(shapely.get_num_geometries(geom)) for c, geom in comm.geometry.items()
+    }
+    one_piece = np.array(
+        [parts[i] == 1 or comm_parts.get(str(g["community_code"].iat[i]), 1) > 1 for i in range(n)]
+    )
+    metrics = pd.DataFrame(
+        {
+            "code": g["code"].astype(str).to_numpy(),
+            "community_code": g["community_code"].astype(str).to_numpy(),
+            "load": np.round(grid_load, 3),
+            "households": grid_hh.astype(np.int64),
+            "buildings": grid_bld.astype(np.int64),
+            "area_m2": np.round(area, 2),
+            "polsby_popper": np.round(pp, 4),
+            "parts": parts.astype(np.int64),
+            "in_band": in_band,
+            "kept": kept,
+            "note": [""] * n,
+        }
+    )
+    mean = float(grid_load.mean()) if n else 0.0
+    problems = check_plan(communities, g, buildings)
+    summary: dict[str, Any] = {
+        "grids": n,
+        "communities": int(g["community_code"].nunique()),
+        "load_total": round(float(grid_load.sum()), 3),
+        "load_mean": round(mean, 3),
+        "max_over_mean": round(float(grid_load.max() / mean), 4) if mean else None,
+        "min_over_mean": round(float(grid_load.min() / mean), 4) if mean else None,
+        "cv": round(float(grid_load.std() / mean), 4) if mean else None,
+        "band": list(band) if band else None,
+        "band_share": round(float(in_band.mean()), 4) if band and n else None,
+        "polsby_popper_mean": round(float(pp.mean()), 4) if n else None,
+        "polsby_popper_min": round(float(pp.min()), 4) if n else None,
+        "contiguity_share": round(float(one_piece.mean()), 4) if n else None,
+        "kept_grids": int(kept.sum()),
+        "kept_in_band_share": None if kept_in_band_share is None else round(kept_in_band_share, 4),
+        "boundary_kept_share": boundary_kept["internal"],
+        "boundary_kept_share_all": boundary_kept["all"],
+        "coverage_valid": bool(shapely.coverage_is_valid(g.geometry.values)) if n else True,
+        "problems": [str(p) for p in problems],
+    }
+    return metrics, summary
+
+
+def _kept_mask(child: gpd.GeoDataFrame, parent: gpd.GeoDataFrame, mcrs: pyproj.CRS) -> Any:
+    p_geom = dict(zip(parent["code"].astype(str), parent.geometry.values, strict=True))
+    kept = np.zeros(len(child), dtype=bool)
+    idx = [i for i, c in enumerate(child["code"].astype(str)) if c in p_geom]
+    if idx:
+        a = child.geometry.values[idx]
+        b = np.asarray([p_geom[str(child["code"].iat[i])] for i in idx], dtype=object)
+        dist = shapely.hausdorff_distance(
+            to_metric(a, child.crs, mcrs), to_metric(b, child.crs, mcrs)
+        )
+        kept[idx] = dist < SAME_GRID_M
+    return kept
+
+
+def _boundary_kept(
+    parent: gpd.GeoDataFrame,
+    child: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    mcrs: pyproj.CRS,
+) -> dict[str, float | None]:
+    """Share of the parent's grid boundary length that is still a grid boundary.
+
+    ``internal`` counts only boundaries between grids of one community (community
+    boundaries never move, so they would flatter the figure); ``all`` counts every edge.
+    """
+    pm = to_metric(parent.geometry.values, parent.crs, mcrs)
+    cm = to_metric(child.geometry.values, child.crs, mcrs)
+    comm_m = to_metric(communities.geometry.values, communities.crs, mcrs)
+    # Sample the old boundaries every <= 5 m; a sample is kept if a new boundary passes
+    # within 5 cm (snapping moves edges by < 1 cm). Buffers of the whole linework are slow.
+    lines = shapely.segmentize(shapely.boundary(pm), 5.0)
+    coords, ring = shapely.get_coordinates(shapely.get_parts(lines), return_index=True)
+    same = ring[1:] == ring[:-1]
+    start, end = coords[:-1][same], coords[1:][same]
+    mid = shapely.points((start + end) / 2.0)
+    seg_len = np.hypot(*(end - start).T)
+    new_tree = shapely.STRtree(shapely.boundary(cm))
+    comm_tree = shapely.STRtree(shapely.boundary(comm_m))
+    kept = np.zeros(len(mid), dtype=bool)
+    on_comm = np.zeros(len(mid), dtype=bool)
+    kept[np.unique(new_tree.query(mid, predicate="dwithin", distance=0.05)[0])] = True
+    on_comm[np.unique(comm_tree.query(mid, predicate="dwithin", distance=0.05)[0])] = True
+    total_all = float(seg_len.sum())
+    total_int = float(seg_len[~on_comm].sum())
+    kept_all = float(seg_len[kept].sum())
+    kept_int = float(seg_len[kept & ~on_comm].sum())
+    return {
+        "internal": round(kept_int / total_int, 4) if total_int > 0 else 1.0,
+        "all": round(kept_all / total_all, 4) if total_all > 0 else 1.0,
+    }
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_plan(
+    communities: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame
+) -> list[Problem]:
+    """Every guarantee of a plan, one Problem per failure (an empty list means fine).
+
+    Nesting (each grid in one community, each community tiled exactly), contiguity (one
+    piece unless the community is in pieces), unique codes, valid coverage.
+    """
+    problems: list[Problem] = []
+    g = grids.sort_values("code", kind="stable").reset_index(drop=True)
+    dup = sorted(set(g["code"][g["code"].duplicated()].astype(str)))
+    problems += [Problem("code used twice", layer="grids", feature=c, field="code") for c in dup]
+    mcrs = metric_crs(communities)
+    comm = communities.sort_values("code", kind="stable").reset_index(drop=True)
+    comm_m = dict(
+        zip(comm["code"].astype(str), to_metric(comm.geometry.values, comm.crs, mcrs), strict=True)
+    )
+    g_m = to_metric(g.geometry.values, g.crs, mcrs)
+    invalid = ~shapely.is_valid(g.geometry.values)
+    for i in np.flatnonzero(invalid):
+        problems.append(Problem("invalid polygon", layer="grids", feature=str(g["code"].iat[i])))
+    for c, sub in g.groupby(g["community_code"].astype(str), sort=True):
+        if c not in comm_m:
+            problems += [
+                Problem(f"community {c} does not exist", layer="grids", feature=str(code))
+                for code in sub["code"]
+            ]
+            continue
+        cg = comm_m[c]
+        geoms = g_m[sub.index.to_numpy()]
+        tol = max(1.0, TILING_TOLERANCE_M * float(shapely.length(shapely.boundary(cg))))
+        outside = shapely.area(shapely.difference(geoms, cg))
+        for k in np.flatnonzero(outside > tol):
+            problems.append(
+                Problem(
+                    f"{outside[k]:.1f} m² outside community {c}",
+                    layer="grids",
+                    feature=str(sub["code"].iat[k]),
+                )
+            )
+        total = float(shapely.area(geoms).sum())
+        union_area = float(shapely.area(shapely.union_all(geoms)))
+        overlap = total - union_area
+        gap = float(shapely.area(cg)) - union_area
+        if overlap > tol:
+            problems.append(
+                Problem(f"grids overlap by {overlap:.1f} m²", layer="communities", feature=c)
+            )
+        if gap > tol:
+            problems.append(
+                Problem(f"grids leave {gap:.1f} m² uncovered", layer="communities", feature=c)
+            )
+        if shapely.get_num_geometries(cg) == 1:
+            for k in np.flatnonzero(shapely.get_num_geometries(geoms) > 1):
+                problems.append(
+                    Problem(
+                        "grid is in several pieces", layer="grids", feature=str(sub["code"].iat[k])
+                    )
+                )
+    for c in sorted(set(comm_m) - set(g["community_code"].astype(str))):
+        problems.append(Problem("community has no grid", layer="communities", feature=c))
+    if len(g) and not shapely.coverage_is_valid(g.geometry.values):
+        problems.append(
+            Problem(
+                "grids are not a valid coverage (shared edges do not match)",
+                layer="grids",
+                fix="re-node the plan on the fixed precision grid",
+            )
+        )
+    return problems
+
+
+# --------------------------------------------------------------------------- crosswalk, compare
+
+
+def crosswalk(
+    parent_grids: gpd.GeoDataFrame, child_grids: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame
+) -> pd.DataFrame:
+    """Old code → new code with shared area, buildings and households.
+
+    Households of an old grid are preserved: each building lies in one old and one new grid.
+    """
+    p = parent_grids.sort_values("code", kind="stable").reset_index(drop=True)
+    c = child_grids.sort_values("code", kind="stable").reset_index(drop=True)
+    cols = ["old_code", "new_code", "shared_area_m2", "buildings", "households"]
+    if len(p) == 0 or len(c) == 0:
+        return pd.DataFrame({k: pd.Series(dtype=object if "code" in k else float) for k in cols})
+    mcrs = metric_crs(p)
+    pm = to_metric(p.geometry.values, p.crs, mcrs)
+    cm = to_metric(c.geometry.values, c.crs, mcrs)
+    tree = shapely.STRtree(cm)
+    pi, ci = tree.query(pm, predicate="intersects")
+    area = shapely.area(shapely.intersection(pm[pi], cm[ci]))
+    b = buildings.to_crs(p.crs) if buildings.crs != p.crs else buildings
+    po = assign_buildings(p.geometry.values, b.geometry.values)
+    co = assign_buildings(c.geometry.values, b.geometry.values)
+    hh = _column(b, "households")
+    counts: dict[tuple[int, int], list[float]] = {}
+    for k in range(len(pi)):
+        counts[(int(pi[k]), int(ci[k]))] = [float(area[k]), 0.0, 0.0]
+    for k in range(len(b)):
+        if po[k] < 0 or co[k] < 0:
+            continue
+        row = counts.setdefault((int(po[k]), int(co[k])), [0.0, 0.0, 0.0])
+        row[1] += 1
+        row[2] += hh[k]
+    rows = [
+        (str(p["code"].iat[a]), str(c["code"].iat[bb]), round(v[0], 2), int(v[1]), round(v[2]))
+        for (a, bb), v in sorted(counts.items())
+        if v[0] >= 0.01 or v[1] > 0
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def compare_plans(
+    plan_a_grids: gpd.GeoDataFrame,
+    plan_b_grids: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    band: tuple[float, float] | None,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Per-grid metrics and summaries of two plans; B's disruption is measured against A."""
+    ma, sa = plan_metrics(communities, plan_a_grids, buildings, band, weights=weights)
+    mb, sb = plan_metrics(
+        communities, plan_b_grids, buildings, band, parent_grids=plan_a_grids, weights=weights
+    )
+    keys = (
+        "grids",
+        "max_over_mean",
+        "min_over_mean",
+        "cv",
+        "band_share",
+        "polsby_popper_mean",
+        "polsby_popper_min",
+        "contiguity_share",
+    )
+    delta = {
+        k: (None if sa[k] is None or sb[k] is None else round(float(sb[k]) - float(sa[k]), 4))
+        for k in keys
+    }
+    return {
+        "a": {"grids": ma, "summary": sa},
+        "b": {"grids": mb, "summary": sb},
+        "delta": delta,
+        "crosswalk": crosswalk(plan_a_grids, plan_b_grids, buildings),
+    }
+
+
+# --------------------------------------------------------------------------- edits
+
+
+def _sorted_plan(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    return grids.sort_values("code", kind="stable").reset_index(drop=True)
+
+
+def _row(grids: gpd.GeoDataFrame, code: str) -> int:
+    hits = np.flatnonzero(grids["code"].astype(str).to_numpy() == code)
+    if len(hits) == 0:
+        raise InvalidInput(f"no grid {code} in the plan", field="code")
+    return int(hits[0])
+
+
+def _community_name(communities: gpd.GeoDataFrame, code: str) -> str:
+    if "name" in communities.columns:
+        hit = communities.loc[communities["code"].astype(str) == code, "name"]
+        if len(hit) and isinstance(hit.iat[0], str):
+            return hit.iat[0]
+    return code
+
+
+def grid_name(community_name: str, code: str) -> str:
+    """Default name of a new grid: the community's name and the grid's sequence number."""
+    return f"{community_name}第{int(code[-3:])}网格"
+
+
+def _finish_edit(
+    grids: gpd.GeoDataFrame,
+    touched: list[int],
+    new_rows: list[dict[str, Any]],
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+) -> gpd.GeoDataFrame:
+    """Replace rows, re-node the touched community and refuse the edit if a guarantee breaks."""
+    gs = grid_size_for(grids.crs)
+    keep = grids.drop(index=touched)
+    add = gpd.GeoDataFrame(new_rows, geometry="geometry", crs=grids.crs)
+    out = pd.concat([keep, add], ignore_index=True)
+    out = gpd.GeoDataFrame(out, geometry="geometry", crs=grids.crs)
+    comms = sorted({str(r["community_code"]) for r in new_rows})
+    # Re-node the touched community and every grid touching the edited ones: a new cut
+    # ending on a community boundary adds a vertex the neighbour community must share.
+    mask = out["community_code"].astype(str).isin(comms).to_numpy().copy()
+    edited = shapely.union_all(add.geometry.values, grid_size=gs)
+    mask = mask | out.geometry.intersects(edited).to_numpy()
+    idx = np.flatnonzero(mask)
+    noded = node_coverage(list(out.geometry.values[idx]), gs)
+    geoms = out.geometry.values.copy()
+    for k, i in enumerate(idx):
+        geoms[i] = noded[k]
+    out = out.set_geometry(gpd.GeoSeries(geoms, crs=grids.crs, index=out.index))
+    out = _sorted_plan(out)
+    sub_c = communities[communities["code"].astype(str).isin(comms)]
+    sub_g = out[out["community_code"].astype(str).isin(comms)]
+    problems = check_plan(sub_c, sub_g, buildings)
+    if problems:
+        raise Conflict(
+            "the edit would break the plan: " + "; ".join(str(p) for p in problems),
+            field="geometry",
+            fix="draw the edit differently",
+        )
+    return out
+
+
+def split_grid(
+    grids: gpd.GeoDataFrame,
+    code: str,
+    line: LineString,
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    used_codes: Iterable[str] = (),
+) -> gpd.GeoDataFrame:
+    """Split one grid in two along a drawn line; both halves get new codes.
+
+    Refused when the line does not cross the grid, cuts it into more than two pieces or
+    passes through a building.
+    """
+    g = _sorted_plan(grids)
+    i = _row(g, code)
+    geom = g.geometry.iat[i]
+    gs = grid_size_for(g.crs)
+    if line is None or line.is_empty or not line.intersects(geom):
+        raise InvalidInput("the line does not cross the grid", field="line", fix="draw it across")
+    pieces = [p for p in shapely.get_parts(shapely.ops.split(geom, line)) if p.area > 0]
+    if len(pieces) < 2:
+        raise InvalidInput(
+            "the line does not cut the grid in two",
+            field="line",
+            fix="draw the line from one edge of the grid to another",
+        )
+    if len(pieces) > 2:
+        raise InvalidInput(
+            f"the line cuts the grid into {len(pieces)} pieces",
+            field="line",
+            fix="draw a line that crosses the grid once",
+        )
+    b = buildings.to_crs(g.crs) if buildings.crs != g.crs else buildings
+    mcrs = metric_crs(g)
+    line_m = to_metric([line], g.crs, mcrs)[0]
+    inside = b[b.geometry.intersects(geom)]
+    if len(inside):
+        dist = shapely.distance(to_metric(inside.geometry.values, g.crs, mcrs), line_m)
+        if (dist < 0.05).any():
+            bid = str(inside["building_id"].iat[int(np.argmin(dist))])
+            raise InvalidInput(
+                f"the line passes through building {bid}",
+                field="line",
+                fix="draw the line between buildings",
+            )
+    pieces_s = snap(pieces, gs)
+    community = str(g["community_code"].iat[i])
+    used = {*map(str, used_codes), *g["code"].astype(str)}
+    xy = [(p.x, p.y) for p in shapely.point_on_surface(pieces_s)]
+    codes = new_codes(community, xy, used)
+    cname = _community_name(communities, community)
+    rows = [
+        {"code": c, "community_code": community, "name": grid_name(cname, c), "geometry": p}
+        for c, p in zip(codes, pieces_s, strict=True)
+    ]
+    return _finish_edit(g, [i], rows, communities, buildings)
+
+
+def merge_grids(
+    grids: gpd.GeoDataFrame,
+    codes: list[str],
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    used_codes: Iterable[str] = (),
+) -> gpd.GeoDataFrame:
+    """Merge adjacent grids of one community into one grid with a new code."""
+    g = _sorted_plan(grids)
+    codes = sorted(set(map(str, codes)))
+    if len(codes) < 2:
+        raise InvalidInput("merge needs at least two grids", field="codes")
+    rows = [_row(g, c) for c in codes]
+    comms = sorted({str(g["community_code"].iat[r]) for r in rows})
+    if len(comms) > 1:
+        raise InvalidInput(
+            f"grids belong to different communities ({', '.join(comms)})",
+            field="codes",
+            fix="merge only grids of one community",
+        )
+    gs = grid_size_for(g.crs)
+    merged = shapely.union_all(g.geometry.values[rows], grid_size=gs)
+    if shapely.get_num_geometries(merged) > 1:
+        raise InvalidInput(
+            "grids are not adjacent (they share no edge)",
+            field="codes",
+            fix="merge grids that share a boundary",
+        )
+    used = {*map(str, used_codes), *g["code"].astype(str)}
+    p = shapely.point_on_surface(merged)
+    new = new_codes(comms[0], [(p.x, p.y)], used)[0]
+    cname = _community_name(communities, comms[0])
+    row = {
+        "code": new,
+        "community_code": comms[0],
+        "name": grid_name(cname, new),
+        "geometry": merged,
+    }
+    return _finish_edit(g, rows, [row], communities, buildings)
+
+
+def move_buildings(
+    grids: gpd.GeoDataFrame,
+    building_ids: Sequence[str],
+    to_code: str,
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+) -> gpd.GeoDataFrame:
+    """Move buildings into a neighbouring grid, moving the boundary with them; codes stay.
+
+    The moved area is each building's Voronoi cell among the buildings of the grids involved,
+    so the new boundary runs between buildings. Refused when a building's grid does not share
+    an edge with the target, is in another community, or would be left in pieces or empty.
+    """
+    g = _sorted_plan(grids)
+    t = _row(g, to_code)
+    gs = grid_size_for(g.crs)
+    b = buildings.to_crs(g.crs) if buildings.crs != g.crs else buildings
+    b = b.sort_values("building_id", kind="stable").reset_index(drop=True)
+    ids = sorted(set(map(str, building_ids)))
+    bid = b["building_id"].astype(str).to_numpy()
+    missing = sorted(set(ids) - set(bid))
+    if missing:
+        raise InvalidInput(f"unknown buildings: {', '.join(missing)}", field="building_ids")
+    owner = assign_buildings(g.geometry.values, b.geometry.values)
+    moved = np.flatnonzero(np.isin(bid, ids))
+    sources = sorted({int(owner[k]) for k in moved} - {t})
+    if not sources:
+        raise InvalidInput(f"the buildings are already in {to_code}", field="building_ids")
+    target_comm = str(g["community_code"].iat[t])
+    for s in sources:
+        if str(g["community_code"].iat[s]) != target_comm:
+            raise InvalidInput(
+                f"grid {g['code'].iat[s]} is in another community",
+                field="to_code",
+                fix="move buildings only between grids of one community",
+            )
+        shared = shapely.length(
+            shapely.intersection(g.geometry.iat[s].boundary, g.geometry.iat[t].boundary)
+        )
+        if shared <= 0:
+            raise InvalidInput(
+                f"grid {g['code'].iat[s]} is not a neighbour of {to_code}",
+                field="to_code",
+                fix="move buildings to a grid that shares a boundary with theirs",
+            )
+    involved = [t, *sources]
+    region = shapely.union_all(g.geometry.values[involved], grid_size=gs)
+    in_region = np.flatnonzero(np.isin(owner, involved))
+    cells = voronoi_cells(region, b.geometry.values[in_region], gs)
+    geoms = {k: g.geometry.iat[k] for k in involved}
+    for pos, k in enumerate(in_region):
+        if k not in moved or owner[k] == t:
+            continue
+        s = int(owner[k])
+        piece = polygonal(shapely.intersection(cells[pos], geoms[s], grid_size=gs))
+        geoms[s] = polygonal(shapely.difference(geoms[s], piece, grid_size=gs))
+        geoms[t] = polygonal(shapely.union(geoms[t], piece, grid_size=gs))
+    for k in involved:
+        if geoms[k].is_empty:
+            raise Conflict(
+                f"grid {g['code'].iat[k]} would be left empty",
+                field="building_ids",
+                fix="merge the grids instead",
+            )
+        if shapely.get_num_geometries(geoms[k]) > 1:
+            raise Conflict(
+                f"grid {g['code'].iat[k]} would be left in pieces",
+                field="building_ids",
+                fix="move buildings along the shared boundary",
+            )
+    rows = [
+        {**{c: g[c].iat[k] for c in g.columns if c != "geometry"}, "geometry": geoms[k]}
+        for k in involved
+    ]
+    return _finish_edit(g, involved, rows, communities, buildings)
+
+
+def rename_grid(grids: gpd.GeoDataFrame, code: str, name: str) -> gpd.GeoDataFrame:
+    """Give a grid a new display name; its code, the identity, never changes."""
+    g = _sorted_plan(grids)
+    i = _row(g, code)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a grid name cannot be empty", field="name")
+    g = g.copy()
+    if "name" not in g.columns:
+        g["name"] = None
+    g.loc[i, "name"] = name.strip()
+    return g
+
+
+# --------------------------------------------------------------------------- Voronoi cells
+
+
+def voronoi_sites(
+    region: Any, xy: FloatArray, grid_size: float
+) -> tuple[FloatArray, IntArray, list[Any]]:
+    """Distinct sites of ``xy`` (on the precision grid), index of each point's site, and each
+    site's Voronoi cell clipped to ``region``.
+
+    Longitudes are scaled by cos(latitude) when the data is geographic, so cells are close to
+    metric ones; cells are snapped to the precision grid, so neighbours share exact edges.
+    """
+    keys, inverse = np.unique(
+        np.round(xy / grid_size).astype(np.int64), axis=0, return_inverse=True
+    )
+    inverse = inverse.reshape(-1).astype(np.int64)
+    uxy = keys.astype(float) * grid_size
+    if len(uxy) == 1:
+        return uxy, inverse, [region]
+    kx = float(np.cos(np.radians(uxy[:, 1].mean()))) if grid_size < 1e-3 else 1.0
+    scale = np.array([kx, 1.0])
+    mp = shapely.multipoints(uxy * scale)
+    env = shapely.transform(shapely.envelope(region), lambda c: c * scale)
+    vor = shapely.voronoi_polygons(mp, extend_to=env, ordered=True)
+    cells = np.asarray(shapely.get_parts(vor), dtype=object)
+    cells = shapely.transform(cells, lambda c: c / scale)
+    # Cells well inside the region only need snapping; overlay just the ones crossing it.
+    shapely.prepare(region)
+    inside = shapely.contains_properly(region, cells)
+    clipped = np.empty(len(cells), dtype=object)
+    clipped[inside] = shapely.set_precision(cells[inside], grid_size)
+    cross = np.flatnonzero(~inside)
+    clipped[cross] = shapely.intersection(cells[cross], region, grid_size=grid_size)
+    return uxy, inverse, [polygonal(c) for c in clipped]
+
+
+def voronoi_cells(region: Any, points: Any, grid_size: float) -> list[Any]:
+    """Voronoi cell of each point clipped to ``region`` (points at one place share a cell)."""
+    pts = np.asarray(points, dtype=object)
+    if len(pts) == 0:
+        return []
+    if len(pts) == 1:
+        return [region]
+    _, inverse, cells = voronoi_sites(region, shapely.get_coordinates(pts), grid_size)
+    return [cells[inverse[k]] for k in range(len(pts))]

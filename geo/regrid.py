@@ -1,0 +1,920 @@
+"""Automatic regridding: communities, old grids and buildings → a draft plan and its crosswalk.
+
+How it works, and why:
+
+1. Each community gets a number of grids: the target split in proportion to load by largest
+   remainder (at least one each), or, for a households band, the count that puts the
+   community's mean load nearest the band's middle.
+2. Inside a community, old grids are units. A unit already in the band is kept (code and
+   geometry). Units that cannot be divided into parts near the community's mean load merge
+   with a neighbour (only then does a new grid cross an old boundary); the grid count is
+   apportioned over units by exact greedy minimisation of a convex cost, so every other new
+   grid lies inside one old grid.
+3. A unit with n > 1 parts is partitioned on the graph of its buildings' Voronoi cells:
+   weighted recursive bisection along the axis that keeps parts round, then boundary moves
+   that improve balance and shorten cuts while keeping every part connected. Cells make
+   boundaries run between buildings, never through one.
+4. Grids are unions of cells on a fixed precision grid, re-noded so the plan passes
+   ``shapely.coverage_is_valid``; checks, metrics and the crosswalk come from ``geo.plans``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from geo.errors import InvalidInput
+from geo.plans import (
+    DEFAULT_WEIGHTS,
+    FloatArray,
+    IntArray,
+    assign_buildings,
+    building_loads,
+    crosswalk,
+    grid_name,
+    grid_size_for,
+    new_codes,
+    node_coverage,
+    plan_metrics,
+    polygonal,
+    shared_lengths,
+    snap,
+    voronoi_sites,
+)
+
+__all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
+
+#: With only a target, the band is the district mean load ± this share.
+DEFAULT_BAND_TOLERANCE = 0.10
+#: Parts further than this from their community's mean load make a unit "bad" (try merging).
+BALANCE_TOLERANCE = 0.08
+#: Cost of giving up an old boundary by merging, and extra for dissolving a kept grid.
+MERGE_PENALTY = 0.004
+KEEP_PENALTY = 0.02
+#: Weight of cut length (in part widths) against squared relative imbalance in refinement.
+CUT_WEIGHT = 0.005
+#: Candidate cut directions of the recursive bisection.
+N_ANGLES = 12
+#: Restarts of a unit's partition while its worst part is further than this from the mean.
+RESTARTS = 4
+RESTART_BELOW = 0.06
+
+
+@dataclass(frozen=True)
+class RegridRequest:
+    """What the planner asks for: an exact grid count, a households band, or both.
+
+    With both, the target fixes the count and the band decides which grids are kept and
+    which are reported out of band.
+    """
+
+    target: int | None = None
+    households_band: tuple[int, int] | None = None
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    seed: int = 0
+
+
+@dataclass
+class RegridResult:
+    """A draft plan with its crosswalk from the parent plan, metrics and warnings."""
+
+    grids: gpd.GeoDataFrame
+    crosswalk: pd.DataFrame
+    grid_metrics: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass
+class _Unit:
+    members: list[int]
+    load: float
+    sites: int
+    fixed: bool = False
+    n: int = 1
+
+
+# --------------------------------------------------------------------------- public
+
+
+def regrid(
+    communities: gpd.GeoDataFrame,
+    grids: gpd.GeoDataFrame | None,
+    buildings: gpd.GeoDataFrame,
+    request: RegridRequest,
+    roads: gpd.GeoDataFrame | None = None,
+    used_codes: Iterable[str] = (),
+    progress: Callable[[str, float], None] | None = None,
+) -> RegridResult:
+    """Draw a draft plan that meets the guarantees, or refuse with the reason.
+
+    ``used_codes`` are all grid codes the district ever used (retired ones included); new
+    codes never collide with them. ``roads`` is accepted for the contract but not used yet.
+    Same input and seed give byte-identical output.
+    """
+    t0 = time.perf_counter()
+    say = progress or (lambda stage, share: None)
+    crs = communities.crs if communities.crs is not None else "EPSG:4326"
+    gs = grid_size_for(crs)
+    comm = communities.sort_values("code", kind="stable").reset_index(drop=True)
+    comm_codes = comm["code"].astype(str).tolist()
+    comm_geoms = snap(comm.geometry.values, gs)
+    old = _old_grids(grids, crs)
+    bld = buildings.to_crs(crs) if buildings.crs is not None and buildings.crs != crs else buildings
+    bld = bld.sort_values("building_id", kind="stable").reset_index(drop=True)
+    load = building_loads(bld, request.weights)
+    households = pd.to_numeric(bld["households"], errors="coerce").fillna(0).to_numpy(float)
+    _check_request(request, len(comm), len(bld))
+    say("prepare", 0.0)
+
+    # Pieces: old grids clipped to their community, plus any uncovered part of a community.
+    piece_comm, piece_code, piece_geom = _pieces(comm_codes, comm_geoms, old, gs)
+    b_xy = shapely.get_coordinates(bld.geometry.values)
+    owner = assign_buildings(piece_geom, bld.geometry.values)
+    n_comm = len(comm)
+    c_of_b = np.asarray(piece_comm)[owner]
+    comm_load = np.bincount(c_of_b, load, minlength=n_comm)
+    comm_hh = np.bincount(c_of_b, households, minlength=n_comm)
+    comm_bld = np.bincount(c_of_b, minlength=n_comm)
+    empty = [comm_codes[c] for c in range(n_comm) if comm_hh[c] <= 0]
+    if empty:
+        raise InvalidInput(
+            f"communities without households: {', '.join(empty)}",
+            field="communities",
+            fix="load their buildings, or merge each into a neighbouring community first",
+        )
+    total = float(comm_load.sum())
+    band, counts = _allocate(request, comm_load, comm_bld, comm_codes)
+    warnings: list[dict[str, str]] = []
+
+    # Units per community.
+    n_piece = len(piece_geom)
+    p_load = np.bincount(owner, load, minlength=n_piece)
+    p_sites = _site_counts(owner, b_xy, load, n_piece, gs)
+    pi, pj, plen = shared_lengths(piece_geom)
+    say("plan units", 0.1)
+    units_by_comm: list[list[_Unit]] = []
+    for c in range(n_comm):
+        members = [k for k in range(n_piece) if piece_comm[k] == c]
+        mu = float(comm_load[c] / counts[c])
+        units = _plan_community(
+            members, p_load, p_sites, piece_code, pi, pj, plen, counts[c], mu, band
+        )
+        units_by_comm.append(units)
+
+    # Partition.
+    t_part = time.perf_counter()
+    out_geom: list[Any] = []
+    out_comm: list[int] = []
+    out_keep: list[str | None] = []
+    out_note: list[str] = []
+    done = 0
+    n_units = sum(len(u) for u in units_by_comm)
+    for c in range(n_comm):
+        for unit in units_by_comm[c]:
+            region = (
+                piece_geom[unit.members[0]]
+                if len(unit.members) == 1
+                else shapely.union_all(piece_geom[unit.members], grid_size=gs)
+            )
+            b_idx = np.flatnonzero(np.isin(owner, unit.members))
+            if unit.n == 1:
+                parts = [region]
+            else:
+                parts = _split_unit(region, b_xy[b_idx], load[b_idx], unit.n, gs, request.seed)
+            code = piece_code[unit.members[0]] if len(unit.members) == 1 and unit.n == 1 else None
+            note = _unit_note(unit, band, load[b_idx], bld["building_id"].to_numpy()[b_idx])
+            for geom in parts:
+                out_geom.append(geom)
+                out_comm.append(c)
+                out_keep.append(code)
+                out_note.append(note)
+            done += 1
+            if done % 50 == 0:
+                say("partition", 0.1 + 0.7 * done / max(n_units, 1))
+    seconds_partition = time.perf_counter() - t_part
+
+    say("node coverage", 0.8)
+    out_geom = node_coverage(out_geom, gs)
+
+    # Codes: kept grids keep theirs; new ones continue each community's sequence.
+    used = {*map(str, used_codes), *(c for c in piece_code if c)}
+    codes: list[str] = [c or "" for c in out_keep]
+    for c in range(n_comm):
+        idx = [k for k in range(len(out_geom)) if out_comm[k] == c and out_keep[k] is None]
+        if not idx:
+            continue
+        reps = shapely.point_on_surface(np.asarray([out_geom[k] for k in idx], dtype=object))
+        xy = [(round(p.x, 9), round(p.y, 9)) for p in reps]
+        for k, code in zip(idx, new_codes(comm_codes[c], xy, used), strict=True):
+            codes[k] = code
+    names = _names(comm, old, codes, out_comm, out_keep)
+    plan = gpd.GeoDataFrame(
+        {
+            "code": codes,
+            "community_code": [comm_codes[c] for c in out_comm],
+            "name": names,
+            "geometry": out_geom,
+        },
+        geometry="geometry",
+        crs=crs,
+    )
+    order = np.argsort(np.asarray(codes), kind="stable")
+    plan = plan.iloc[order].reset_index(drop=True)
+    notes = [out_note[k] for k in order]
+
+    say("metrics", 0.85)
+    metrics, summary = plan_metrics(
+        communities,
+        plan,
+        bld,
+        band,
+        parent_grids=old if len(old) else None,
+        weights=request.weights,
+    )
+    plan["load"] = metrics["load"].to_numpy()
+    plan["households"] = metrics["households"].to_numpy()
+    plan["buildings"] = metrics["buildings"].to_numpy()
+    for k in range(len(plan)):
+        if not metrics["in_band"].iat[k]:
+            reason = notes[k] or (
+                f"load {metrics['load'].iat[k]:.0f} outside the band {band[0]}–{band[1]}"
+            )
+            metrics.loc[k, "note"] = reason
+            warnings.append({"grid_code": str(plan["code"].iat[k]), "reason": reason})
+    walk = crosswalk(old, plan, bld) if len(old) else crosswalk(plan.iloc[:0], plan, bld)
+    summary.update(
+        {
+            "old_grids": len(old),
+            "target": request.target,
+            "seed": request.seed,
+            "load_total_district": round(total, 3),
+            "warnings": warnings,
+            "seconds_partition": round(seconds_partition, 3),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+    say("done", 1.0)
+    return RegridResult(grids=plan, crosswalk=walk, grid_metrics=metrics, summary=summary)
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _old_grids(grids: gpd.GeoDataFrame | None, crs: Any) -> gpd.GeoDataFrame:
+    if grids is None or len(grids) == 0:
+        return gpd.GeoDataFrame(
+            {"code": [], "community_code": [], "name": []}, geometry=[], crs=crs
+        )
+    g = grids.to_crs(crs) if grids.crs is not None and grids.crs != crs else grids
+    g = g.sort_values("code", kind="stable").reset_index(drop=True)
+    if "name" not in g.columns:
+        g = g.assign(name=None)
+    return g
+
+
+def _check_request(request: RegridRequest, n_communities: int, n_buildings: int) -> None:
+    if request.target is None and request.households_band is None:
+        raise InvalidInput(
+            "give a target number of grids or a households band",
+            field="target",
+            fix="for example target=1014 or households_band=(300, 500)",
+        )
+    if request.target is not None:
+        if request.target < n_communities:
+            raise InvalidInput(
+                f"target {request.target} is below the number of communities ({n_communities})",
+                field="target",
+                fix=f"ask for at least {n_communities} grids: every community needs one",
+            )
+        if request.target > n_buildings:
+            raise InvalidInput(
+                f"target {request.target} is above the number of buildings ({n_buildings})",
+                field="target",
+                fix="a grid needs at least one building; ask for fewer grids",
+            )
+    if request.households_band is not None:
+        lo, hi = request.households_band
+        if lo < 1 or hi < lo:
+            raise InvalidInput(
+                f"band {lo}–{hi} is empty",
+                field="households_band",
+                fix="give a lower bound of at least 1 and an upper bound above it",
+            )
+
+
+def _pieces(
+    comm_codes: list[str], comm_geoms: Any, old: gpd.GeoDataFrame, gs: float
+) -> tuple[list[int], list[str | None], Any]:
+    """Old grids clipped to their community, and uncovered rests as code-less pieces."""
+    index = {c: k for k, c in enumerate(comm_codes)}
+    piece_comm: list[int] = []
+    piece_code: list[str | None] = []
+    geoms: list[Any] = []
+    old_geoms = snap(old.geometry.values, gs) if len(old) else np.zeros(0, dtype=object)
+    by_comm: dict[int, list[int]] = {}
+    for k, c in enumerate(old["community_code"].astype(str)):
+        if c not in index:
+            raise InvalidInput(
+                f"grid {old['code'].iat[k]} names an unknown community {c}",
+                field="community_code",
+            )
+        by_comm.setdefault(index[c], []).append(k)
+    for c in range(len(comm_codes)):
+        cg = comm_geoms[c]
+        ks = by_comm.get(c, [])
+        covered = []
+        for k in ks:
+            g = old_geoms[k]
+            if not shapely.covers(cg, g):
+                g = polygonal(shapely.intersection(g, cg, grid_size=gs))
+            if g.is_empty:
+                continue
+            piece_comm.append(c)
+            piece_code.append(str(old["code"].iat[k]))
+            geoms.append(g)
+            covered.append(g)
+        rest = (
+            cg
+            if not covered
+            else polygonal(
+                shapely.difference(cg, shapely.union_all(covered, grid_size=gs), grid_size=gs)
+            )
+        )
+        for part in shapely.get_parts(rest):
+            if part.area > (1e-12 if gs < 1e-3 else 1.0):
+                piece_comm.append(c)
+                piece_code.append(None)
+                geoms.append(part)
+    return piece_comm, piece_code, np.asarray(geoms, dtype=object)
+
+
+def _site_counts(owner: IntArray, xy: FloatArray, load: FloatArray, n: int, gs: float) -> IntArray:
+    """Distinct loaded building locations per piece: the most parts a piece can be cut into."""
+    keep = load > 0
+    if not keep.any():
+        return np.zeros(n, dtype=np.int64)
+    keys = np.column_stack([owner[keep], np.round(xy[keep] / gs).astype(np.int64)])
+    uniq = np.unique(keys, axis=0)
+    return np.bincount(uniq[:, 0], minlength=n).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- allocation
+
+
+def _allocate(
+    request: RegridRequest, comm_load: FloatArray, comm_bld: IntArray, comm_codes: list[str]
+) -> tuple[tuple[int, int], list[int]]:
+    """The band and the number of grids of each community."""
+    total = float(comm_load.sum())
+    n = len(comm_load)
+    if request.target is not None:
+        counts = _largest_remainder(request.target, comm_load, np.maximum(comm_bld, 1))
+        if request.households_band is not None:
+            return _int_band(request.households_band), counts
+        mean = total / request.target
+        lo = int(np.floor(mean * (1 - DEFAULT_BAND_TOLERANCE)))
+        hi = int(np.ceil(mean * (1 + DEFAULT_BAND_TOLERANCE)))
+        return (max(lo, 1), hi), counts
+    assert request.households_band is not None
+    lo, hi = _int_band(request.households_band)
+    mid = (lo + hi) / 2
+    counts = []
+    feasible = 0
+    for c in range(n):
+        k_min = max(1, int(np.ceil(comm_load[c] / hi)))
+        k_max = int(np.floor(comm_load[c] / lo))
+        k_cap = max(int(comm_bld[c]), 1)
+        if k_min <= k_max:
+            feasible += 1
+            k = min(max(round(comm_load[c] / mid), k_min), k_max)
+        else:
+            k = (
+                max(1, k_max)
+                if abs(np.log(comm_load[c] / max(k_max, 1) / mid))
+                < abs(np.log(comm_load[c] / k_min / mid))
+                else k_min
+            )
+        counts.append(int(min(k, k_cap)))
+    if feasible == 0:
+        raise InvalidInput(
+            f"no community can be divided into grids of {lo}–{hi} households",
+            field="households_band",
+            fix="widen the band or move it towards the communities' loads",
+        )
+    return (lo, hi), counts
+
+
+def _int_band(band: tuple[float, float]) -> tuple[int, int]:
+    return int(band[0]), int(band[1])
+
+
+def _largest_remainder(target: int, weights: FloatArray, caps: IntArray) -> list[int]:
+    """Hamilton apportionment with at least one seat and at most ``caps`` seats each."""
+    n = len(weights)
+    quota = target * weights / weights.sum()
+    seats = np.clip(np.floor(quota).astype(np.int64), 1, caps)
+    order_key = np.arange(n)
+    while seats.sum() < target:
+        room = seats < caps
+        rem = np.where(room, quota - seats, -np.inf)
+        k = int(np.lexsort((order_key, -rem))[0])
+        seats[k] += 1
+    while seats.sum() > target:
+        over = np.where(seats > 1, seats - quota, -np.inf)
+        k = int(np.lexsort((order_key, -over))[0])
+        seats[k] -= 1
+    return [int(s) for s in seats]
+
+
+# --------------------------------------------------------------------------- units
+
+
+def _h(x: float, lo: float, hi: float) -> float:
+    """Convex cost of a part whose load is ``x`` times the community mean."""
+    return (x - 1.0) ** 2 + 20.0 * (max(0.0, x - hi) ** 2 + max(0.0, lo - x) ** 2)
+
+
+def _unit_cost(load: float, n: int, mu: float, lo: float, hi: float) -> float:
+    return n * _h(load / (n * mu), lo, hi)
+
+
+def _apportion(units: list[_Unit], k: int, mu: float, lo: float, hi: float) -> float | None:
+    """Give each unit n parts (fixed units one) summing to k; exact for this convex cost.
+
+    Returns the total cost, or None when k cannot be met.
+    """
+    for u in units:
+        u.n = 1
+    extra = k - len(units)
+    if extra < 0:
+        return None
+    heap: list[tuple[float, int]] = []
+    for i, u in enumerate(units):
+        if not u.fixed and u.sites > 1:
+            gain = _unit_cost(u.load, 2, mu, lo, hi) - _unit_cost(u.load, 1, mu, lo, hi)
+            heap.append((gain, i))
+    heapq.heapify(heap)
+    while extra > 0:
+        if not heap:
+            return None
+        _, i = heapq.heappop(heap)
+        u = units[i]
+        u.n += 1
+        extra -= 1
+        if u.n < u.sites:
+            gain = _unit_cost(u.load, u.n + 1, mu, lo, hi) - _unit_cost(u.load, u.n, mu, lo, hi)
+            heapq.heappush(heap, (gain, i))
+    return sum(_unit_cost(u.load, u.n, mu, lo, hi) for u in units)
+
+
+def _plan_community(
+    members: list[int],
+    p_load: FloatArray,
+    p_sites: IntArray,
+    piece_code: list[str | None],
+    pi: IntArray,
+    pj: IntArray,
+    plen: FloatArray,
+    k: int,
+    mu: float,
+    band: tuple[int, int],
+) -> list[_Unit]:
+    """Group a community's old grids into units and give each unit its number of parts."""
+    lo, hi = band[0] / mu, band[1] / mu
+    lo_b, hi_b = max(lo, 1 - BALANCE_TOLERANCE), min(hi, 1 + BALANCE_TOLERANCE)
+    mset = set(members)
+    shared: dict[tuple[int, int], float] = {}
+    for a, b, length in zip(pi.tolist(), pj.tolist(), plen.tolist(), strict=True):
+        if a in mset and b in mset:
+            shared[(a, b)] = shared.get((a, b), 0.0) + length
+    units = [
+        _Unit(
+            [m],
+            float(p_load[m]),
+            int(p_sites[m]),
+            fixed=piece_code[m] is not None and band[0] <= p_load[m] <= band[1] and k > 1,
+        )
+        for m in members
+    ]
+
+    def contact(u: _Unit, v: _Unit) -> float:
+        return sum(shared.get((min(a, b), max(a, b)), 0.0) for a in u.members for b in v.members)
+
+    def merged(units: list[_Unit], i: int, j: int) -> list[_Unit]:
+        u, v = units[i], units[j]
+        new = _Unit(sorted(u.members + v.members), u.load + v.load, u.sites + v.sites)
+        rest = [w for t, w in enumerate(units) if t not in (i, j)]
+        return sorted([*rest, new], key=lambda w: w.members[0])
+
+    def best_neighbour(units: list[_Unit], i: int) -> int | None:
+        cands = [
+            (units[j].fixed, units[j].load, -contact(units[i], units[j]), j)
+            for j in range(len(units))
+            if j != i and contact(units[i], units[j]) > 0
+        ]
+        return min(cands)[3] if cands else None
+
+    # Units with no loaded building, and surplus units, must merge.
+    while True:
+        empty = [i for i, u in enumerate(units) if u.sites == 0]
+        if len(units) > 1 and (empty or len(units) > k):
+            i = (
+                empty[0]
+                if empty
+                else min(range(len(units)), key=lambda t: (units[t].fixed, units[t].load, t))
+            )
+            j = best_neighbour(units, i)
+            if j is None:
+                j = min((t for t in range(len(units)) if t != i), key=lambda t: units[t].load)
+            units = merged(units, i, j)
+            continue
+        break
+    # Too few loaded sites for k parts cannot happen: counts are capped by buildings.
+    cost = _apportion(units, k, mu, lo, hi)
+    while cost is None and any(u.fixed for u in units):
+        # Kept grids leave too little room: free the one furthest from the mean.
+        f = max(
+            (i for i, u in enumerate(units) if u.fixed), key=lambda i: abs(units[i].load / mu - 1)
+        )
+        units[f].fixed = False
+        cost = _apportion(units, k, mu, lo, hi)
+    if cost is None:
+        return units
+    # Merge units whose parts cannot come near the mean while it lowers the total cost.
+    tried: set[tuple[int, ...]] = set()
+    while True:
+        bad = sorted(
+            (
+                (-abs(u.load / (u.n * mu) - 1), i)
+                for i, u in enumerate(units)
+                if not u.fixed
+                and not lo_b <= u.load / (u.n * mu) <= hi_b
+                and tuple(u.members) not in tried
+            ),
+        )
+        if not bad:
+            break
+        improved = False
+        for _, i in bad:
+            best: tuple[float, int] | None = None
+            for j in range(len(units)):
+                if j == i or contact(units[i], units[j]) <= 0:
+                    continue
+                trial = [_Unit(list(u.members), u.load, u.sites, u.fixed) for u in units]
+                trial = merged(trial, i, j)
+                c2 = _apportion(trial, k, mu, lo, hi)
+                if c2 is None:
+                    continue
+                c2 += MERGE_PENALTY + (KEEP_PENALTY if units[j].fixed else 0.0)
+                if c2 < cost - 1e-9 and (best is None or c2 < best[0]):
+                    best = (c2, j)
+            if best is not None:
+                units = merged(units, i, best[1])
+                cost = _apportion(units, k, mu, lo, hi)
+                assert cost is not None
+                improved = True
+                break
+            tried.add(tuple(units[i].members))
+        if not improved:
+            break
+    _apportion(units, k, mu, lo, hi)
+    return units
+
+
+def _unit_note(unit: _Unit, band: tuple[int, int], loads: FloatArray, ids: Any) -> str:
+    """Why a unit's grids may miss the band (used only for grids that do miss it)."""
+    if len(loads) and loads.max() > band[1]:
+        k = int(np.argmax(loads))
+        return (
+            f"building {ids[k]} alone carries a load of {loads[k]:.0f}, above the band's {band[1]}"
+        )
+    per = unit.load / unit.n
+    if unit.n == 1 and len(unit.members) == 1 and not band[0] <= per <= band[1]:
+        return f"its community cannot be regridded closer: load {per:.0f} per grid"
+    return f"the buildings cannot be divided closer: {unit.load:.0f} over {unit.n} grids"
+
+
+def _names(
+    comm: gpd.GeoDataFrame,
+    old: gpd.GeoDataFrame,
+    codes: list[str],
+    out_comm: list[int],
+    out_keep: list[str | None],
+) -> list[str]:
+    old_names = dict(zip(old["code"].astype(str), old["name"], strict=True)) if len(old) else {}
+    comm_names = (
+        comm["name"].astype(str).tolist()
+        if "name" in comm.columns
+        else comm["code"].astype(str).tolist()
+    )
+    names = []
+    for code, c, keep in zip(codes, out_comm, out_keep, strict=True):
+        name = old_names.get(keep) if keep else None
+        names.append(name if isinstance(name, str) and name else grid_name(comm_names[c], code))
+    return names
+
+
+# --------------------------------------------------------------------------- partition
+
+
+def _split_unit(
+    region: Any, xy: FloatArray, w: FloatArray, n: int, gs: float, seed: int
+) -> list[Any]:
+    """Cut ``region`` into n connected parts of balanced load along Voronoi cell edges."""
+    uxy, inverse, cells = voronoi_sites(region, xy, gs)
+    site_w = np.bincount(inverse, w, minlength=len(uxy))
+    # Nodes: the piece of each cell holding its site, plus stray pieces (no load).
+    node_geom: list[Any] = []
+    node_w: list[float] = []
+    node_xy: list[tuple[float, float]] = []
+    for s, cell in enumerate(cells):
+        parts = list(shapely.get_parts(cell)) if not cell.is_empty else []
+        if not parts:
+            continue
+        pt = shapely.Point(uxy[s])
+        home = int(np.argmin(shapely.distance(np.asarray(parts, dtype=object), pt)))
+        for t, part in enumerate(parts):
+            node_geom.append(part)
+            node_w.append(float(site_w[s]) if t == home else 0.0)
+            c = uxy[s] if t == home else shapely.get_coordinates(part.centroid)[0]
+            node_xy.append((float(c[0]), float(c[1])))
+    geoms = np.asarray(node_geom, dtype=object)
+    wts = np.asarray(node_w)
+    kx = float(np.cos(np.radians(np.mean(uxy[:, 1])))) if gs < 1e-3 else 1.0
+    pos = np.asarray(node_xy) * np.array([kx, 1.0])
+    ei, ej, elen = _cell_adjacency(geoms, gs, kx)
+    m = len(geoms)
+    adj: list[list[tuple[int, float]]] = [[] for _ in range(m)]
+    for a, b, length in zip(ei.tolist(), ej.tolist(), elen.tolist(), strict=True):
+        adj[a].append((b, length))
+        adj[b].append((a, length))
+    width = float(np.sqrt(max(shapely.area(region) * kx, 1e-30) / n))
+    target = max(float(wts.sum()) / n, 1e-12)
+    best: tuple[float, IntArray] | None = None
+    # Refinement can stall in a local optimum; a few restarts with other cut directions
+    # (deterministic, derived from the seed) escape most of them.
+    for attempt in range(RESTARTS):
+        labels = np.zeros(m, dtype=np.int64)
+        offset = ((seed + attempt * 37) % 97) / 97.0
+        angles = (np.arange(N_ANGLES) + offset) * np.pi / N_ANGLES
+        _bisect(np.arange(m), n, 0, labels, pos, wts, angles)
+        _repair_contiguity(labels, adj, wts, n)
+        _refine(labels, adj, wts, n, width)
+        _repair_contiguity(labels, adj, wts, n)
+        dev = float(np.abs(np.bincount(labels, wts, minlength=n) / target - 1).max())
+        if best is None or dev < best[0] - 1e-12:
+            best = (dev, labels)
+        if dev <= RESTART_BELOW:
+            break
+    assert best is not None
+    labels = best[1]
+    parts_out = [_union_cells(geoms[labels == p], gs) for p in range(n)]
+    parts_out = [p for p in parts_out if not p.is_empty]
+    if len(parts_out) == n:
+        home = np.asarray([labels[k] for k in range(m) if wts[k] > 0 or k < 0], dtype=np.int64)
+        loaded = np.asarray([node_xy[k] for k in range(m) if wts[k] > 0])
+        parts_out = _smooth_cuts(
+            parts_out, loaded, home, gs, float(np.sqrt(shapely.area(region) / m))
+        )
+    return parts_out
+
+
+def _smooth_cuts(
+    parts: list[Any], sites: FloatArray, home: IntArray, gs: float, spacing: float
+) -> list[Any]:
+    """Straighten the cut lines inside a unit (never its outer boundary).
+
+    Voronoi-union cuts zigzag; simplifying them raises compactness. A simplification is kept
+    only if every loaded building stays in its part, at least a fifth of the building
+    spacing away from the new boundary, and every part stays one valid polygon.
+    """
+    if len(sites) == 0:
+        return parts
+    pts = shapely.points(sites)
+    arr = np.asarray(parts, dtype=object)
+    for share in (0.6, 0.3, 0.15):
+        simp = snap(shapely.coverage_simplify(arr, spacing * share, simplify_boundary=False), gs)
+        if not all(g.geom_type == "Polygon" and g.is_valid for g in simp):
+            continue
+        owner = assign_buildings(simp, pts)
+        if not np.array_equal(owner, home):
+            continue
+        before = shapely.distance(shapely.boundary(arr[home]), pts)
+        after = shapely.distance(shapely.boundary(simp[home]), pts)
+        if (after < np.minimum(before, spacing * 0.2) - gs).any():
+            continue
+        return list(simp)
+    return parts
+
+
+def _cell_adjacency(geoms: Any, gs: float, kx: float) -> tuple[IntArray, IntArray, FloatArray]:
+    """Cells sharing an edge, with its length, by matching snapped segments.
+
+    Snapped Voronoi cells share identical segments, so hashing segments is exact and much
+    faster than intersecting boundaries pairwise.
+    """
+    lines = shapely.boundary(geoms)
+    parts, owner = shapely.get_parts(lines, return_index=True)
+    coords, line = shapely.get_coordinates(parts, return_index=True)
+    same = line[1:] == line[:-1]
+    keys = np.round(coords / gs).astype(np.int64)
+    a, b = keys[:-1][same], keys[1:][same]
+    poly = owner[line[:-1][same]]
+    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
+    lo = np.where(swap[:, None], b, a)
+    hi = np.where(swap[:, None], a, b)
+    seg = np.column_stack([lo, hi])
+    order = np.lexsort((poly, seg[:, 3], seg[:, 2], seg[:, 1], seg[:, 0]))
+    seg, poly = seg[order], poly[order]
+    dup = np.all(seg[1:] == seg[:-1], axis=1) & (poly[1:] != poly[:-1])
+    i, j = poly[:-1][dup], poly[1:][dup]
+    d = (seg[:-1][dup][:, 2:] - seg[:-1][dup][:, :2]).astype(float) * gs
+    length = np.hypot(d[:, 0] * kx, d[:, 1])
+    pi, pj = np.minimum(i, j), np.maximum(i, j)
+    if len(pi) == 0:
+        return pi.astype(np.int64), pj.astype(np.int64), length
+    key = pi * (len(geoms) + 1) + pj
+    uniq, inv = np.unique(key, return_inverse=True)
+    total = np.bincount(inv, length)
+    return (
+        (uniq // (len(geoms) + 1)).astype(np.int64),
+        (uniq % (len(geoms) + 1)).astype(np.int64),
+        total,
+    )
+
+
+def _union_cells(cells: Any, gs: float) -> Any:
+    """Union of snapped cells: fast coverage union, overlay only if that looks wrong."""
+    if len(cells) == 1:
+        return cells[0]
+    fast = shapely.coverage_union_all(cells)
+    area = float(shapely.area(cells).sum())
+    if fast.is_valid and abs(fast.area - area) <= 1e-9 * max(area, 1e-30) + 1e-18:
+        return polygonal(fast)
+    return polygonal(shapely.union_all(cells, grid_size=gs))
+
+
+def _bisect(
+    nodes: IntArray,
+    n: int,
+    first: int,
+    labels: IntArray,
+    pos: FloatArray,
+    w: FloatArray,
+    angles: FloatArray,
+) -> None:
+    """Weighted recursive bisection; the cut direction keeps both halves round."""
+    if n == 1 or len(nodes) <= 1:
+        labels[nodes] = first
+        return
+    n1 = n // 2
+    n2 = n - n1
+    wn = w[nodes]
+    total = float(wn.sum())
+    best: tuple[float, int, IntArray] | None = None
+    for t, theta in enumerate(angles):
+        direction = np.array([np.cos(theta), np.sin(theta)])
+        proj = pos[nodes] @ direction
+        perp = pos[nodes] @ np.array([-direction[1], direction[0]])
+        order = np.lexsort((nodes, proj))
+        cw = np.cumsum(wn[order])
+        loaded = np.cumsum(wn[order] > 0)
+        valid = (loaded >= n1) & (loaded[-1] - loaded >= n2)
+        valid[-1] = False
+        if not valid.any():
+            continue
+        err = np.where(valid, np.abs(cw - total * n1 / n), np.inf)
+        s = int(np.argmin(err))
+        rel = float(err[s] / total) if total > 0 else 0.0
+        length = float(np.ptp(proj)) or 1e-12
+        width = float(np.ptp(perp))
+        score = 3.0 * rel + width / (width + length)
+        if best is None or score < best[0] - 1e-12:
+            best = (score, t, nodes[order[: s + 1]])
+    if best is None:
+        labels[nodes] = first
+        return
+    left = np.sort(best[2])
+    right = np.setdiff1d(nodes, left)
+    _bisect(left, n1, first, labels, pos, w, angles)
+    _bisect(right, n2, first + n1, labels, pos, w, angles)
+
+
+def _components(
+    members: list[int], labels: IntArray, adj: list[list[tuple[int, float]]]
+) -> list[list[int]]:
+    seen: set[int] = set()
+    comps = []
+    for s in members:
+        if s in seen:
+            continue
+        stack = [s]
+        seen.add(s)
+        comp = []
+        while stack:
+            v = stack.pop()
+            comp.append(v)
+            for u, _ in adj[v]:
+                if u not in seen and labels[u] == labels[s]:
+                    seen.add(u)
+                    stack.append(u)
+        comps.append(sorted(comp))
+    return comps
+
+
+def _repair_contiguity(
+    labels: IntArray, adj: list[list[tuple[int, float]]], w: FloatArray, n: int
+) -> None:
+    """Give stray pieces of a part to the neighbour they share the longest edge with."""
+    for _ in range(4 * n + 4):
+        changed = False
+        for p in range(n):
+            members = np.flatnonzero(labels == p).tolist()
+            if not members:
+                continue
+            comps = _components(members, labels, adj)
+            if len(comps) == 1:
+                continue
+            comps.sort(key=lambda c: (-float(w[c].sum()), -len(c), c[0]))
+            for comp in comps[1:]:
+                contact: dict[int, float] = {}
+                cset = set(comp)
+                for v in comp:
+                    for u, length in adj[v]:
+                        if u not in cset and labels[u] != p:
+                            contact[int(labels[u])] = contact.get(int(labels[u]), 0.0) + length
+                if contact:
+                    q = min(contact, key=lambda q: (-contact[q], q))
+                    labels[comp] = q
+                    changed = True
+        if not changed:
+            return
+
+
+def _refine(
+    labels: IntArray, adj: list[list[tuple[int, float]]], w: FloatArray, n: int, width: float
+) -> None:
+    """Move boundary cells between parts while balance and cut length improve.
+
+    A move never disconnects the part it leaves (the receiving part touches the cell).
+    """
+    m = len(labels)
+    total = float(w.sum())
+    if n < 2 or total <= 0:
+        return
+    target = total / n
+    loads = np.bincount(labels, w, minlength=n).astype(float)
+    for _ in range(6 * m):
+        cands: list[tuple[float, int, int]] = []
+        for v in range(m):
+            a = int(labels[v])
+            to: dict[int, float] = {}
+            own = 0.0
+            for u, length in adj[v]:
+                lu = int(labels[u])
+                if lu == a:
+                    own += length
+                else:
+                    to[lu] = to.get(lu, 0.0) + length
+            if not to:
+                continue
+            wv = w[v]
+            for b, lb in to.items():
+                d_bal = (
+                    (loads[a] - wv - target) ** 2
+                    + (loads[b] + wv - target) ** 2
+                    - (loads[a] - target) ** 2
+                    - (loads[b] - target) ** 2
+                ) / target**2
+                d_cut = CUT_WEIGHT * (own - lb) / width
+                d = d_bal + d_cut
+                if d < -1e-12:
+                    cands.append((d, v, b))
+        if not cands:
+            return
+        cands.sort()
+        moved = False
+        for _d, v, b in cands:
+            a = int(labels[v])
+            rest = [u for u in np.flatnonzero(labels == a).tolist() if u != v]
+            if not rest:
+                continue
+            labels[v] = -1
+            ok = len(_components(rest, labels, adj)) == 1
+            labels[v] = a
+            if ok:
+                labels[v] = b
+                loads[a] -= w[v]
+                loads[b] += w[v]
+                moved = True
+                break
+        if not moved:
+            return

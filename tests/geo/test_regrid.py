@@ -1,0 +1,265 @@
+"""The regridding engine: guarantees, codes, crosswalk, determinism and refusals.
+
+Synthetic district used by most tests (``synthetic``): communities are boxes, each tiled by
+old grids of uneven size, with random buildings::
+
+    +--------+--------+--------+
+    | c(0,1) | c(1,1) | c(2,1) |     each community: gx × gy old grids
+    +--------+--------+--------+
+    | c(0,0) | c(1,0) | c(2,0) |
+    +--------+--------+--------+
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shapely.geometry import box
+
+from geo.errors import InvalidInput
+from geo.plans import check_plan, node_coverage
+from geo.regrid import RegridRequest, _largest_remainder, regrid
+
+X0, Y0 = 121.55, 38.90
+
+
+def synthetic(
+    seed: int = 0, ncx: int = 3, ncy: int = 2, gx: int = 3, gy: int = 2, per_comm: int = 60
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Communities, old grids and buildings; coordinates on the 1e-7 degree grid."""
+    rng = np.random.default_rng(seed)
+    cw, ch = 0.01, 0.008
+    comms, grids, blds = [], [], []
+    for i in range(ncx):
+        for j in range(ncy):
+            cc = f"210204{1 + i:03d}{1 + j:03d}"
+            x1, y1 = X0 + i * cw, Y0 + j * ch
+            comms.append(
+                {
+                    "code": cc,
+                    "name": f"社区{i}{j}",
+                    "street_code": cc[:9],
+                    "geometry": box(
+                        round(x1, 7), round(y1, 7), round(x1 + cw, 7), round(y1 + ch, 7)
+                    ),
+                }
+            )
+            xs = np.r_[0, np.sort(rng.uniform(0.2, 0.8, gx - 1)), 1]
+            ys = np.r_[0, np.sort(rng.uniform(0.2, 0.8, gy - 1)), 1]
+            seq = 1
+            for a in range(gx):
+                for b in range(gy):
+                    g = box(
+                        *(
+                            round(v, 7)
+                            for v in (
+                                x1 + xs[a] * cw,
+                                y1 + ys[b] * ch,
+                                x1 + xs[a + 1] * cw,
+                                y1 + ys[b + 1] * ch,
+                            )
+                        )
+                    )
+                    grids.append(
+                        {
+                            "code": f"{cc}{seq:03d}",
+                            "community_code": cc,
+                            "name": f"旧{seq}",
+                            "geometry": g,
+                        }
+                    )
+                    seq += 1
+            px = rng.uniform(x1 + 1e-5, x1 + cw - 1e-5, per_comm)
+            py = rng.uniform(y1 + 1e-5, y1 + ch - 1e-5, per_comm)
+            for k in range(per_comm):
+                blds.append(
+                    {
+                        "building_id": f"B{i}{j}{k:04d}",
+                        "address": "x",
+                        "households": int(rng.integers(5, 60)),
+                        "residents": int(rng.integers(10, 150)),
+                        "geometry": shapely.Point(round(px[k], 7), round(py[k], 7)),
+                    }
+                )
+
+    def frame(rows: list[dict[str, object]]) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")
+
+    grids_frame = frame(grids)
+    # A stored plan is a valid coverage: shared edges carry the same vertices on both sides.
+    noded = node_coverage(list(grids_frame.geometry.values), 1e-7)
+    grids_frame = grids_frame.set_geometry(gpd.GeoSeries(noded, crs="EPSG:4326"))
+    return frame(comms), grids_frame, frame(blds)
+
+
+@pytest.fixture(scope="module")
+def district() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    return synthetic(0)
+
+
+@pytest.fixture(scope="module")
+def result(district):  # type: ignore[no-untyped-def]
+    c, g, b = district
+    return regrid(c, g, b, RegridRequest(target=48), used_codes=["210204001001050"])
+
+
+def test_guarantees_hold(district, result) -> None:  # type: ignore[no-untyped-def]
+    c, _, b = district
+    assert len(result.grids) == 48
+    assert check_plan(c, result.grids, b) == []
+    s = result.summary
+    assert s["coverage_valid"] and s["contiguity_share"] == 1.0
+    assert shapely.coverage_is_valid(result.grids.geometry.values)
+    for code, geom in zip(c["code"], c.geometry, strict=True):
+        mine = result.grids[result.grids["community_code"] == code]
+        assert len(mine) >= 1
+        assert (
+            abs(
+                mine.to_crs(32651).area.sum()
+                - gpd.GeoSeries([geom], crs=4326).to_crs(32651).area[0]
+            )
+            < 5
+        )
+    assert s["max_over_mean"] <= 1.35 and s["min_over_mean"] >= 0.65
+
+
+def test_allocation_is_proportional(district, result) -> None:  # type: ignore[no-untyped-def]
+    c, _, b = district
+    counts = result.grids.groupby("community_code").size()
+    owner = gpd.sjoin(b, c[["code", "geometry"]], predicate="within")
+    hh = owner.groupby("code")["households"].sum().reindex(c["code"])
+    expect = _largest_remainder(48, hh.to_numpy(float), np.full(len(c), 10**6))
+    assert counts.reindex(c["code"]).tolist() == expect
+
+
+def test_largest_remainder() -> None:
+    assert _largest_remainder(10, np.array([5.0, 3.0, 2.0]), np.array([99, 99, 99])) == [5, 3, 2]
+    assert _largest_remainder(4, np.array([100.0, 1.0, 1.0]), np.array([99, 99, 99])) == [2, 1, 1]
+    assert _largest_remainder(7, np.array([1.0, 1.0, 1.0]), np.array([99, 99, 99])) == [3, 2, 2]
+
+
+def test_codes(district, result) -> None:  # type: ignore[no-untyped-def]
+    _, g, _ = district
+    old = dict(zip(g["code"], g.geometry, strict=True))
+    codes = result.grids["code"].tolist()
+    assert len(set(codes)) == len(codes)
+    kept = result.grid_metrics[result.grid_metrics["kept"]]["code"]
+    for code in kept:
+        assert code in old
+    for code, cc, geom in zip(
+        codes, result.grids["community_code"], result.grids.geometry, strict=True
+    ):
+        assert len(code) == 15 and code.isdigit() and code.startswith(cc)
+        if code not in old:
+            assert code != "210204001001050"
+            if cc == "210204001001":
+                assert int(code[-3:]) > 50  # continues after the highest used sequence
+        else:
+            assert shapely.hausdorff_distance(geom, old[code]) < 1e-6
+    # New codes of a community run west to east.
+    for cc, sub in result.grids[~result.grids["code"].isin(list(old))].groupby("community_code"):
+        xs = [p.x for p in sub.sort_values("code").geometry.representative_point()]
+        assert xs == sorted(xs), cc
+
+
+def test_crosswalk_preserves_households(district, result) -> None:  # type: ignore[no-untyped-def]
+    _, g, b = district
+    walk = result.crosswalk
+    assert list(walk.columns) == [
+        "old_code",
+        "new_code",
+        "shared_area_m2",
+        "buildings",
+        "households",
+    ]
+    per_old = walk.groupby("old_code")["households"].sum()
+    owner = gpd.sjoin(b, g[["code", "geometry"]], predicate="within")
+    truth = owner.groupby("code")["households"].sum()
+    assert per_old.reindex(truth.index).tolist() == truth.tolist()
+    assert walk["buildings"].sum() == len(b)
+
+
+def test_deterministic(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    r1 = regrid(c, g, b, RegridRequest(target=40, seed=3))
+    r2 = regrid(c, g, b, RegridRequest(target=40, seed=3))
+    assert (
+        shapely.to_wkb(r1.grids.geometry.values).tolist()
+        == shapely.to_wkb(r2.grids.geometry.values).tolist()
+    )
+    assert r1.grids.drop(columns="geometry").equals(r2.grids.drop(columns="geometry"))
+    assert r1.crosswalk.equals(r2.crosswalk)
+
+
+def test_band_mode_and_weights(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    r = regrid(c, g, b, RegridRequest(households_band=(150, 250)))
+    assert check_plan(c, r.grids, b) == []
+    assert r.summary["band_share"] >= 0.6
+    w = regrid(c, g, b, RegridRequest(target=40, weights={"households": 1.0, "residents": 0.5}))
+    assert check_plan(c, w.grids, b) == []
+    assert abs(w.grid_metrics["load"].sum() - b["households"].sum()) < 0.1
+
+
+def test_without_old_grids(district) -> None:  # type: ignore[no-untyped-def]
+    c, _, b = district
+    r = regrid(c, None, b, RegridRequest(target=24))
+    assert len(r.grids) == 24 and check_plan(c, r.grids, b) == []
+
+
+def test_tower_is_reported(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    b = b.copy()
+    b.loc[0, "households"] = 900
+    r = regrid(c, g, b, RegridRequest(target=48))
+    reasons = " ".join(w["reason"] for w in r.summary["warnings"])
+    assert f"building {b.loc[0, 'building_id']} alone" in reasons
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), extra=st.integers(0, 12))
+def test_guarantees_any_seed(seed: int, extra: int) -> None:
+    c, g, b = synthetic(seed, ncx=2, ncy=2, gx=2, gy=2, per_comm=40)
+    r = regrid(c, g, b, RegridRequest(target=len(c) + extra, seed=seed))
+    assert check_plan(c, r.grids, b) == []
+    assert r.summary["contiguity_share"] == 1.0
+    assert len(r.grids) == len(c) + extra
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (RegridRequest(target=5), "target"),
+        (RegridRequest(target=10_000), "target"),
+        (RegridRequest(households_band=(5000, 6000)), "households_band"),
+        (RegridRequest(households_band=(500, 300)), "households_band"),
+        (RegridRequest(), "target"),
+        (RegridRequest(target=40, weights={"income": 1.0}), "weights"),
+    ],
+)
+def test_refusals(district, request_: RegridRequest, field: str) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    with pytest.raises(InvalidInput) as err:
+        regrid(c, g, b, request_)
+    assert err.value.field == field
+
+
+def test_refuses_community_without_households(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    b = b.copy()
+    inside = b.within(c.geometry.iat[0])
+    b.loc[inside, "households"] = 0
+    with pytest.raises(InvalidInput, match=c["code"].iat[0]):
+        regrid(c, g, b, RegridRequest(target=40))
+
+
+def test_tiny_fixture() -> None:
+    district = pytest.importorskip("fixtures.district")
+    d = district.generate_district("tiny")
+    r = regrid(d.communities, d.grids, d.buildings, RegridRequest(target=16), roads=d.roads)
+    assert check_plan(d.communities, r.grids, d.buildings) == []
+    assert len(r.grids) == 16
