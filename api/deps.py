@@ -1,4 +1,8 @@
-"""Request dependencies: one settings object, one session (one transaction) per request."""
+"""Request dependencies: one settings object, one session (one transaction) per request.
+
+The trivial ones are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool,
+a hop that costs more than the lookup it serves.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from geo.settings import GridmapSettings
 from geo.store.session import transaction
 
 
-def get_settings(request: Request) -> GridmapSettings:
+async def get_settings(request: Request) -> GridmapSettings:
     settings: GridmapSettings = request.app.state.settings
     return settings
 
@@ -24,12 +28,12 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_lookup(request: Request) -> GridLookup:
+async def get_lookup(request: Request) -> GridLookup:
     lookup: GridLookup = request.app.state.lookup
     return lookup
 
 
-def get_addresses(request: Request) -> AddressBook:
+async def get_addresses(request: Request) -> AddressBook:
     addresses: AddressBook = request.app.state.addresses
     return addresses
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -87,7 +87,7 @@ class LookupAnswer:
     distance_m: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)  # flat: a shallow copy, 10x cheaper than asdict()
 
 
 def load_plan_index(session: Session, plan_id: int) -> PlanIndex:

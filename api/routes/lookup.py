@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import AddressBookDep, LookupDep, SettingsDep
@@ -81,7 +82,8 @@ async def lookup(
             field=missing,
             fix="send both lon and lat in decimal degrees, or an address",
         )
-    # Served from the in-memory index on the event loop: no connection, no thread hop.
+    # Served from the in-memory index on the event loop: no connection, no thread hop, and
+    # returned as a ready JSONResponse (the answer is built to the schema already).
     answer = grids.lookup(
         lon,
         lat,
@@ -90,7 +92,7 @@ async def lookup(
         as_of=_as_of(as_of),
         snap_m=snap_m,
     )
-    return answer.as_dict()
+    return JSONResponse(answer.as_dict())
 
 
 def _search_address(
