@@ -44,7 +44,9 @@ def workload(
     session: SessionDep,
     settings: SettingsDep,
     district: District,
-    plan: Annotated[int | None, Query(ge=1, description="plan id (default: published)")] = None,
+    plan: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="plan id (default: published)")
+    ] = None,
     low: Annotated[int, Query(ge=1, description="band: fewest households")] = 300,
     high: Annotated[int, Query(ge=2, description="band: most households")] = 500,
 ) -> HTMLResponse:
@@ -64,8 +66,8 @@ def compare(
     session: SessionDep,
     settings: SettingsDep,
     district: District,
-    a: Annotated[int, Query(ge=1, description="old plan id")],
-    b: Annotated[int, Query(ge=1, description="new plan id")],
+    a: Annotated[int, Query(ge=1, le=2_147_483_647, description="old plan id")],
+    b: Annotated[int, Query(ge=1, le=2_147_483_647, description="new plan id")],
 ) -> HTMLResponse:
     """Plan ``b`` coloured by the change in load, plan ``a``'s boundaries as toggleable lines."""
     html = compare_page(session, district, a, b, basemap=settings.maps, asset_mode="served")

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import LookupDep, SessionDep
@@ -20,6 +20,10 @@ from geo.store.queries import plan_grids
 from geo.store.session import transaction
 
 router = APIRouter(tags=["plans"], responses=PROBLEM_RESPONSES)
+
+#: Database ids are 32-bit: larger numbers are refused as input, not left to overflow.
+PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="plan id")]
+PlanQuery = Annotated[int, Query(ge=1, le=2_147_483_647)]
 
 LoadName = Literal["households", "residents", "open_reports", "elderly_care"]
 
@@ -145,21 +149,19 @@ def list_plans(
 
 
 @router.get("/plans/compare")
-def compare_plans(
-    session: SessionDep, a: Annotated[int, Query(ge=1)], b: Annotated[int, Query(ge=1)]
-) -> dict[str, Any]:
+def compare_plans(session: SessionDep, a: PlanQuery, b: PlanQuery) -> dict[str, Any]:
     """Per-grid metrics and a summary (balance, compactness, disruption) for both plans."""
     return store.compare(session, a, b)
 
 
 @router.get("/plans/{plan_id}")
-def get_plan(plan_id: int, session: SessionDep) -> dict[str, Any]:
+def get_plan(plan_id: PlanId, session: SessionDep) -> dict[str, Any]:
     """A plan's record and summary metrics."""
     return store.jsonable(store.describe_plan(session, plan_id))
 
 
 @router.get("/plans/{plan_id}/metrics")
-def get_metrics(plan_id: int, session: SessionDep) -> dict[str, Any]:
+def get_metrics(plan_id: PlanId, session: SessionDep) -> dict[str, Any]:
     """Summary and per-grid metrics, and the guarantees' check."""
     info = store.describe_plan(session, plan_id)
     return store.jsonable(
@@ -173,13 +175,13 @@ def get_metrics(plan_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/plans/{plan_id}/crosswalk")
-def get_crosswalk(plan_id: int, session: SessionDep) -> list[dict[str, Any]]:
+def get_crosswalk(plan_id: PlanId, session: SessionDep) -> list[dict[str, Any]]:
     """Old code -> new code with shared area, buildings and households."""
     return store.plan_crosswalk(session, plan_id)
 
 
 @router.get("/plans/{plan_id}/grids", response_model=FeatureCollection)
-def get_plan_grids(plan_id: int, session: SessionDep) -> FeatureCollection:
+def get_plan_grids(plan_id: PlanId, session: SessionDep) -> FeatureCollection:
     """A plan's grids as GeoJSON."""
     import json
 
@@ -195,7 +197,7 @@ def get_plan_grids(plan_id: int, session: SessionDep) -> FeatureCollection:
 
 
 @router.post("/plans/{plan_id}/edits")
-def edit_plan(plan_id: int, body: EditIn, session: SessionDep) -> dict[str, Any]:
+def edit_plan(plan_id: PlanId, body: EditIn, session: SessionDep) -> dict[str, Any]:
     """Apply one edit to a draft (split, merge, move, rename) or refuse with the reason."""
     args = body.model_dump(exclude_none=True, exclude={"op"})
     if body.op == "split" and ("line" not in args or "grid_code" not in args):
@@ -204,7 +206,7 @@ def edit_plan(plan_id: int, body: EditIn, session: SessionDep) -> dict[str, Any]
 
 
 @router.post("/plans/{plan_id}/publish")
-def publish_plan(plan_id: int, session: SessionDep, grids: LookupDep) -> dict[str, Any]:
+def publish_plan(plan_id: PlanId, session: SessionDep, grids: LookupDep) -> dict[str, Any]:
     """Publish atomically: retire the parent, re-assign everything, carry teams over."""
     result = store.publish(session, plan_id)
     grids.invalidate()
