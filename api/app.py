@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
-from api.routes import districts, lookup, maps, plans, reports
+from api.auth import CasesRuntime
+from api.routes import cases, districts, lookup, maps, open311, plans, reports
 from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
@@ -33,8 +34,9 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     app.state.lookup = GridLookup(app.state.database_url)
     app.state.addresses = AddressBook()
     app.state.jobs = {}
+    app.state.cases = CasesRuntime(settings.cases)
     problems.install(app)
-    for module in (districts, lookup, reports, plans, maps):
+    for module in (districts, lookup, reports, plans, maps, cases, open311):
         app.include_router(module.router)
     # The map pages' scripts and styles, pinned and served here: no CDN on an intranet.
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="map-assets")

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from api.commands.assign import assign_command
+from api.commands.cases import cases_app, keys_app
 from api.commands.db import db_app
 from api.commands.demo import demo_command
 from api.commands.lookup import lookup_command
@@ -140,6 +141,8 @@ def serve(
 
 app.add_typer(db_app, name="db")
 app.add_typer(plan_app, name="plan")
+app.add_typer(cases_app, name="cases")
+app.add_typer(keys_app, name="keys")
 app.add_typer(map_app, name="map")
 app.command(name="assign")(reports_errors(assign_command))
 app.command(name="lookup")(reports_errors(lookup_command))

@@ -72,7 +72,7 @@ async def _gridmap_error(request: Request, exc: Exception) -> JSONResponse:
         ]
     response = problem(status, title, str(exc), request.url.path, errors)
     if isinstance(exc, NotAllowed):
-        body = {**json.loads(response.body), "allowed": exc.allowed}
+        body = {**json.loads(bytes(response.body)), "allowed": exc.allowed}
         response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))

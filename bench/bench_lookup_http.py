@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import command_line, record  # noqa: E402
+from bench._harness import command_line, record
 
 DISTRICT = "210204"
 
@@ -182,7 +182,8 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     for name, rps, p99 in rows:
-        lines.append(f"| {name} | {rps:,.0f} | {p99:.1f} | {rps / base_rps:.2f} | {p99 / base_p99:.2f} |")
+        ratios = f"{rps / base_rps:.2f} | {p99 / base_p99:.2f}"
+        lines.append(f"| {name} | {rps:,.0f} | {p99:.1f} | {ratios} |")
     body = (
         f"wrk, {args.connections} connections, {args.seconds} s each, {args.workers} uvicorn "
         f"worker(s), 127.0.0.1, {args.points} fixed-seed points in district {DISTRICT}.\n\n"

@@ -65,7 +65,8 @@ class AddressBook:
         plans: dict[str, int] = dict(
             session.execute(
                 text(
-                    """SELECT d.code, p.id FROM grid_plans p JOIN districts d ON d.id = p.district_id
+                    """SELECT d.code, p.id FROM grid_plans p
+                       JOIN districts d ON d.id = p.district_id
                        WHERE p.status = 'published' AND (CAST(:d AS text) IS NULL OR d.code = :d)"""
                 ),
                 {"d": district},

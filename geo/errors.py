@@ -96,3 +96,40 @@ class DataRefused(GridmapError):
 
 class DatabaseUnavailable(GridmapError):
     """The database cannot be reached or the embedded cluster cannot start."""
+
+
+class Unauthenticated(GridmapError):
+    """No API key, or one that is unknown or revoked."""
+
+
+class Forbidden(GridmapError):
+    """The key is valid but its role, grid or department may not do or see this."""
+
+
+class NotAllowed(Conflict):
+    """A workflow step that is not valid from the case's current status.
+
+    ``allowed`` lists the steps that are, so a client can show or pick the right one.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        allowed: list[str] | None = None,
+        field: str | None = "action",
+        fix: str | None = None,
+    ) -> None:
+        self.allowed = list(allowed or [])
+        fix = fix or (
+            f"allowed next steps: {', '.join(self.allowed)}" if self.allowed else "none from here"
+        )
+        super().__init__(reason, field=field, fix=fix)
+
+
+class RateLimited(GridmapError):
+    """Too many requests from one key or one address; retry after ``retry_after_s``."""
+
+    def __init__(self, reason: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(reason, field=field, fix=f"retry after {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s

@@ -137,23 +137,30 @@ class GridLookup:
             self._checked = -1e9
 
     def published(self) -> dict[str, int]:
-        """district code -> published plan id, re-read at most every ``refresh_s``."""
+        """district code -> published plan id, re-read at most every ``refresh_s``.
+
+        The query runs outside the lock: a request holding a pooled connection must never
+        wait on a lock held by another request that waits for a connection.
+        """
         now = time.monotonic()
         if now - self._checked < self.refresh_s:
             return self._published
-        with self._lock, transaction(self.database_url) as session:
+        with transaction(self.database_url) as session:
             rows = session.execute(
                 text(
-                    """SELECT d.code, p.id FROM grid_plans p JOIN districts d ON d.id = p.district_id
+                    """SELECT d.code, p.id FROM grid_plans p
+                       JOIN districts d ON d.id = p.district_id
                        WHERE p.status = 'published' ORDER BY d.code"""
                 )
             ).all()
-            self._published = {str(code): int(pid) for code, pid in rows}
-            live = set(self._published.values())
+        published = {str(code): int(pid) for code, pid in rows}
+        with self._lock:
+            self._published = published
+            live = set(published.values())
             # Drop indexes of plans that are no longer published (kept ones stay warm).
             self._plans = {k: v for k, v in self._plans.items() if k in live}
             self._checked = now
-        return self._published
+        return published
 
     def plan(self, plan_id: int) -> PlanIndex:
         found = self._plans.get(plan_id)

@@ -30,6 +30,21 @@ class MapSettings(BaseModel):
     tianditu_key: str | None = None
 
 
+class CaseLimits(BaseModel):
+    """Filing limits: a burst, then a steady rate (per minute), per key and per address."""
+
+    per_key_burst: int = Field(default=20, gt=0)
+    per_key_per_minute: float = Field(default=30.0, gt=0)
+    per_address_burst: int = Field(default=60, gt=0)
+    per_address_per_minute: float = Field(default=120.0, gt=0)
+
+
+class CaseSettings(BaseModel):
+    """The closed loop of cases (``GRIDMAP_CASES__LIMITS__PER_KEY_BURST`` and so on)."""
+
+    limits: CaseLimits = CaseLimits()
+
+
 class GridmapSettings(BaseSettings):
     """Everything configurable, from ``GRIDMAP_*`` variables (nested with ``__``)."""
 
@@ -40,6 +55,7 @@ class GridmapSettings(BaseSettings):
     database_url: str | None = None
     embedded: EmbeddedDatabase = EmbeddedDatabase()
     maps: MapSettings = MapSettings()
+    cases: CaseSettings = CaseSettings()
     #: Largest file ``gridmap load`` accepts, a guard against hostile input.
     max_file_bytes: int = Field(default=2 * 1024**3, gt=0)
     #: Caps checked on raw GeoJSON/WKB before shapely parses a geometry.

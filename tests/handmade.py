@@ -79,10 +79,15 @@ def handmade_layers(seed: int = 3) -> dict[str, gpd.GeoDataFrame]:
                     CODE + "002001002",
                     CODE + "002001003",
                 ],
-                "community_code": [CODE + "001001"] * 2
-                + [CODE + "001002"]
-                + [CODE + "002001"] * 3,
-                "name": ["汇泉一网格", "汇泉二网格", "太平角网格", "燕儿岛一网格", "燕儿岛二网格", "小岛网格"],
+                "community_code": [CODE + "001001"] * 2 + [CODE + "001002"] + [CODE + "002001"] * 3,
+                "name": [
+                    "汇泉一网格",
+                    "汇泉二网格",
+                    "太平角网格",
+                    "燕儿岛一网格",
+                    "燕儿岛二网格",
+                    "小岛网格",
+                ],
             },
             geometry=[g11, g12, enclave, g31, g32, island],
             crs=crs,

@@ -13,6 +13,7 @@ from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -229,6 +231,17 @@ class Report(Base):
         ForeignKey("grids.id", ondelete="SET NULL"), index=True
     )
     geom: Mapped[Any] = mapped_column(_geometry("POINT"))
+    # The closed loop (geo/cases.py): when each step happened, the SLA deadline, who handles.
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    satisfaction: Mapped[int | None] = mapped_column(
+        SmallInteger, CheckConstraint("satisfaction BETWEEN 1 AND 5", name="satisfaction_1_5")
+    )
+    reopened: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: A grid code or a department code (responsibility list), set when dispatched.
+    assignee: Mapped[str | None] = mapped_column(Text)
 
 
 class Road(Base):
@@ -244,3 +257,120 @@ class Road(Base):
     name: Mapped[str] = mapped_column(Text)
     attrs: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = mapped_column(_geometry("MULTILINESTRING"))
+
+
+# --- cases: the closed loop on top of ``reports`` (geo/cases.py) ------------------------------
+
+
+class KeyRole(enum.StrEnum):
+    reporter = "reporter"
+    grid_worker = "grid_worker"
+    dispatcher = "dispatcher"
+    department = "department"
+    planner = "planner"
+    admin = "admin"
+
+
+class ApiKey(Base):
+    """An API key: only its sha256 is stored, with the role and the grid or department it acts
+    for, so a leaked database does not leak usable keys."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "(role <> 'grid_worker' OR grid_code IS NOT NULL)"
+            " AND (role <> 'department' OR department IS NOT NULL)",
+            name="scope_present",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(Text, unique=True)
+    prefix: Mapped[str] = mapped_column(Text)
+    role: Mapped[KeyRole] = mapped_column(
+        Enum(KeyRole, name="api_key_role", values_callable=lambda e: [m.value for m in e])
+    )
+    grid_code: Mapped[str | None] = mapped_column(Text)
+    department: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class CaseEvent(Base):
+    """One step of a case's history: who moved it from which status to which, when and why."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_id_at", "case_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(Text)
+    from_status: Mapped[str | None] = mapped_column(Text)
+    to_status: Mapped[str] = mapped_column(Text)
+    actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    actor_role: Mapped[str] = mapped_column(Text)
+    actor_scope: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    comment: Mapped[str] = mapped_column(Text, server_default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class CaseEscalation(Base):
+    """A department called in by a whistle (吹哨): it must acknowledge (报到) by ``ack_due_at``
+    and report back by ``report_due_at``; lateness is computed, never stored."""
+
+    __tablename__ = "case_escalations"
+    __table_args__ = (
+        UniqueConstraint("case_id", "department"),
+        Index("ix_case_escalations_department_acknowledged_at", "department", "acknowledged_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    department: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    ack_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    report_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reported_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str] = mapped_column(Text, server_default="")
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class CaseReporter(Base):
+    """Who filed a case and how to reach them: personal data (PIPL), kept apart from ``reports``
+    so that no public query can join it in by accident."""
+
+    __tablename__ = "case_reporters"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(Text)
+    account_id: Mapped[str | None] = mapped_column(Text)
+    address_string: Mapped[str | None] = mapped_column(Text)
+
+
+class ResponsibilityList(Base):
+    """A loaded responsibility list (责任清单); the newest row is in force, older ones stay."""
+
+    __tablename__ = "responsibility_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    source: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+#: Statistics and case lists filter a district's cases by period and by status.
+Index("ix_reports_district_id_reported_at", Report.district_id, Report.reported_at)
+Index("ix_reports_district_id_status", Report.district_id, Report.status)

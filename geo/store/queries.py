@@ -52,6 +52,14 @@ REPORT_COLUMNS = (
     "closed_at",
     "status",
     "description",
+    # the closed loop (geo/cases.py); "grid" as assignee means the case's own grid
+    "registered_at",
+    "due_at",
+    "handled_at",
+    "verified_at",
+    "satisfaction",
+    "reopened",
+    "assignee",
 )
 
 
@@ -442,6 +450,15 @@ def copy_reports(
             "attrs": _extra_attrs(reports, REPORT_COLUMNS),
             "grid_id": pd.array(mapped.to_numpy(), dtype="Int64"),
             "geom": _ewkb_hex(reports.geometry.to_numpy()),
+            "registered_at": time_column("registered_at"),
+            "due_at": time_column("due_at"),
+            "handled_at": time_column("handled_at"),
+            "verified_at": time_column("verified_at"),
+            "satisfaction": pd.array(_int_column(reports.get("satisfaction"), n), dtype="Int64"),
+            "reopened": pd.array(_int_column(reports.get("reopened"), n).fillna(0), dtype="Int64"),
+            "assignee": np.where(
+                text_column("assignee") == "grid", code_array, text_column("assignee")
+            ),
         }
     )
     _copy(session, Report.__tablename__, list(frame.columns), frame)
@@ -530,7 +547,16 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
                               'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS reported_at,
                       to_char(closed_at AT TIME ZONE 'Asia/Shanghai',
                               'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS closed_at,
-                      status, description, attrs, geom
+                      status, description, attrs, geom,
+                      to_char(registered_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS registered_at,
+                      to_char(due_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS due_at,
+                      to_char(handled_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS handled_at,
+                      to_char(verified_at AT TIME ZONE 'Asia/Shanghai',
+                              'YYYY-MM-DD"T"HH24:MI:SS"+08:00"') AS verified_at,
+                      satisfaction, reopened, assignee
                FROM reports WHERE district_id = :d ORDER BY report_id""",
             d=pk,
         )
