@@ -31,7 +31,14 @@ from geo.lookup import check_lonlat
 from geo.store.cases import PERSONAL_FIELDS, file_case, list_cases
 from geo.taxonomy import GRID_HANDLER, Taxonomy
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], responses=PROBLEM_RESPONSES)
+#: The spec answers in JSON or XML by the path's extension; both are documented so that
+#: clients (and schemathesis) know to expect either.
+_JSON_OR_XML = {"content": {"application/json": {}, "text/xml": {"schema": {"type": "string"}}}}
+BOTH_FORMATS: dict[int | str, dict[str, Any]] = {200: _JSON_OR_XML}
+
+router = APIRouter(
+    prefix="/open311/v2", tags=["open311"], responses={**PROBLEM_RESPONSES, **BOTH_FORMATS}
+)
 
 Format = Literal["json", "xml"]
 #: Fields a POST may carry (spec, "POST Service Request"); ``attribute[...]`` is checked apart.
@@ -260,7 +267,7 @@ def _locate(
     )
 
 
-@router.post("/requests.{fmt}", status_code=201)
+@router.post("/requests.{fmt}", status_code=201, responses={201: _JSON_OR_XML})
 def create_request(
     fmt: Format,
     request: Request,
