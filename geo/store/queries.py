@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from geoalchemy2.elements import WKBElement
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -199,6 +199,7 @@ def store_district(
     grids = data.grids.assign(community_id=data.grids["community_code"].map(community_ids))
     grid_ids = _insert_grids(session, plan_id, grids)
     store_teams(session, district_pk, data.grids)
+    _store_first_plan_metrics(session, int(plan_id), data)
 
     say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
     index = GridIndex.from_frame(data.grids, code_column="code")
@@ -239,6 +240,19 @@ def store_district(
         replaced=existing is not None,
         seconds=round(time.perf_counter() - started, 2),
         repairs=[str(r) for r in repairs],
+    )
+
+
+def _store_first_plan_metrics(session: Session, plan_id: int, data: DistrictData) -> None:
+    """Balance and compactness of the loaded grids, so the first plan compares like a draft."""
+    from geo.plans import plan_metrics
+    from geo.store.plans import jsonable
+
+    grid_metrics, summary = plan_metrics(data.communities, data.grids, data.buildings, None)
+    session.execute(
+        update(GridPlan)
+        .where(GridPlan.id == plan_id)
+        .values(metrics=jsonable({"summary": summary, "grids": grid_metrics}))
     )
 
 
