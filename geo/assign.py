@@ -52,9 +52,11 @@ ObjArray = npt.NDArray[np.object_]
 #: Raster cell labels besides a grid position (>= 0).
 _EXACT = -1  # the cell meets an edge (or grids overlap there): ask GEOS
 _OUTSIDE = -2  # the cell is wholly outside every grid
-#: Cells per grid the raster aims for, and the cap on cells (int32 -> 4 bytes each).
-_CELLS_PER_GRID = 512
-_MAX_CELLS = 1 << 23
+#: Cells per grid the raster aims for, and the cap on cells (int32 -> 4 bytes each). The
+#: cap keeps the build linear in the edges for plans with very many grids: their cells then
+#: hold a few edges each, which the walk handles (cheaper than a finer table to build).
+_CELLS_PER_GRID = 2048
+_MAX_CELLS = 1 << 21
 _MIN_CELLS = 16
 #: Padding in cell units around every edge: far above float rounding (~1e-12 cells).
 _EDGE_PAD_CELLS = 1e-4
@@ -113,17 +115,18 @@ class _Raster:
     centre_pos: npt.NDArray[np.int32]  # grid covering the cell centre, _OUTSIDE or _EXACT
     centre_x: FloatArray
     centre_y: FloatArray
-    # per edge: start point and direction
+    # per edge: start and end point, and the grid position it bounds
     edge_ax: FloatArray
     edge_ay: FloatArray
     edge_bx: FloatArray
     edge_by: FloatArray
-    edge_abx: FloatArray
-    edge_aby: FloatArray
     edge_grid: npt.NDArray[np.int32]
-    # per (boundary cell, edge) entry
+    edge_grid2: npt.NDArray[np.int32]  # the other grid of a shared edge, or -1
+    n_grids: int
+    # per (boundary cell, edge) entry, grouped by cell
     e_edge: npt.NDArray[np.int32]
-    e_side_c: npt.NDArray[np.int8]  # sign of orient(a, b, centre); 0 when not certain
+    #: a centre closer than this (degrees) to an edge of its cell is not trusted
+    centre_margin: float
 
     def lookup(self, x: FloatArray, y: FloatArray) -> npt.NDArray[np.int32]:
         """Label of the cell of each point (points off the table land in the outside margin)."""
@@ -155,19 +158,29 @@ class _Raster:
         pair_pt = np.repeat(np.arange(m), count)
         e = np.arange(len(pair_pt)) - np.repeat(np.cumsum(count) - count, count)
         e += np.repeat(start, count)
-        px, py = x[pair_pt], y[pair_pt]
         edge = self.e_edge[e]
+        del e
         ax, ay = self.edge_ax[edge], self.edge_ay[edge]
-        abx, aby = self.edge_abx[edge], self.edge_aby[edge]
+        abx, aby = self.edge_bx[edge] - ax, self.edge_by[edge] - ay
+        cx, cy = self.centre_x[slot][pair_pt], self.centre_y[slot][pair_pt]
+        # orient(a, b, c): which side of the edge the cell centre is on.
+        acx, acy = ax - cx, ay - cy  # a - c
+        t1 = abx * acy
+        t2 = aby * acx
+        side_c = t2 - t1
+        unsure = np.abs(side_c) <= _ORIENT_EPS * (np.abs(t1) + np.abs(t2))
+        # The centre's grid came from cell-unit arithmetic: trust it only away from edges
+        # (|orient| / |ab| is the distance to the edge's line, below that to the edge).
+        unsure |= side_c * side_c <= self.centre_margin**2 * (abx * abx + aby * aby)
         # orient(a, b, p): which side of the edge the point is on.
+        px, py = x[pair_pt], y[pair_pt]
         t1 = abx * (py - ay)
         t2 = aby * (px - ax)
         side_p = t1 - t2
-        unsure = np.abs(side_p) <= _ORIENT_EPS * (np.abs(t1) + np.abs(t2))
+        unsure |= np.abs(side_p) <= _ORIENT_EPS * (np.abs(t1) + np.abs(t2))
         # orient(c, p, a) and orient(c, p, b): which side of the walk each end of the edge is.
-        cx, cy = self.centre_x[slot][pair_pt], self.centre_y[slot][pair_pt]
         dpx, dpy = px - cx, py - cy
-        acx, acy = ax - cx, ay - cy
+        del px, py
         t1 = dpx * acy
         t2 = dpy * acx
         side_a = t1 - t2
@@ -177,13 +190,17 @@ class _Raster:
         t2 = dpy * bcx
         side_b = t1 - t2
         unsure |= np.abs(side_b) <= _ORIENT_EPS * (np.abs(t1) + np.abs(t2))
-        side_c = self.e_side_c[e]
-        unsure |= side_c == 0
         cross = (side_c * side_p < 0) & (side_a * side_b < 0)
         need_geos[pair_pt[unsure]] = True
 
-        n_grids = np.int64(max(int(self.edge_grid.max(initial=0)) + 1, 1))
-        key = pair_pt[cross].astype(np.int64) * n_grids + self.edge_grid[edge[cross]]
+        n_grids = np.int64(max(self.n_grids, 1))
+        # Crossing an edge toggles each grid it bounds (a shared edge: both).
+        cross_pt, cross_edge = pair_pt[cross].astype(np.int64), edge[cross]
+        other = self.edge_grid2[cross_edge]
+        two = other >= 0
+        key = np.concatenate(
+            [cross_pt * n_grids + self.edge_grid[cross_edge], cross_pt[two] * n_grids + other[two]]
+        )
         key = np.sort(key)
         # Keep keys seen an odd number of times: a grid crossed twice is entered and left.
         first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
@@ -382,48 +399,177 @@ class GridIndex:
 # --- raster -------------------------------------------------------------------------------
 
 
-def _ring_edges(geoms: ObjArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
-    """Every edge of every ring (exterior and holes) with the position of its grid."""
-    parts, part_owner = shapely.get_parts(geoms, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    same = coord_ring[:-1] == coord_ring[1:]
-    a = coords[:-1][same]
-    b = coords[1:][same]
-    owner = part_owner[ring_part[coord_ring[:-1][same]]]
-    return a[:, 0], a[:, 1], b[:, 0], b[:, 1], owner
+@dataclass(frozen=True)
+class _Edges:
+    """Every distinct edge of every ring (exterior and holes), with the grids it bounds.
+
+    An edge shared by two grids (the common case in a tiling) is kept once, with both grid
+    positions (``grid2`` is -1 for an edge of one grid only). ``weight`` is what crossing
+    the edge eastwards adds to the winding sum ``2**32 * (grids covering) + sum(position+1)``
+    when the edge, as stored, points down (the negative when it points up); rings are taken
+    in any orientation and normalised with their signed area.
+    """
+
+    ax: FloatArray
+    ay: FloatArray
+    bx: FloatArray
+    by: FloatArray
+    grid: npt.NDArray[np.int32]
+    grid2: npt.NDArray[np.int32]
+    weight: FloatArray
+
+
+def _ring_edges(geoms: ObjArray) -> _Edges:
+    """Edges of all rings; plain Polygons (the common case) skip the part/ring objects."""
+    simple = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    simple_pos = np.flatnonzero(simple)
+    coords, ring = shapely.get_coordinates(geoms[simple_pos], return_index=True)
+    ring_grid, ring_hole = simple_pos, np.zeros(len(simple_pos), dtype=bool)
+    other_pos = np.flatnonzero(~simple)
+    if len(other_pos):
+        parts, part_owner = shapely.get_parts(geoms[other_pos], return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        # get_rings lists each part's exterior first, then its holes.
+        hole = np.r_[False, ring_part[1:] == ring_part[:-1]]
+        more, more_ring = shapely.get_coordinates(rings, return_index=True)
+        coords = np.concatenate([coords, more])
+        ring = np.concatenate([ring, more_ring + len(simple_pos)])
+        ring_grid = np.concatenate([ring_grid, other_pos[part_owner[ring_part]]])
+        ring_hole = np.concatenate([ring_hole, hole])
+    same = ring[:-1] == ring[1:]
+    edge_ring = ring[:-1][same]
+    ax, ay = coords[:-1, 0][same], coords[:-1, 1][same]
+    bx, by = coords[1:, 0][same], coords[1:, 1][same]
+    # A hash per vertex; an edge's is the sum of its ends' (the same in either direction).
+    word = coords.view(np.uint64)
+    vertex_hash = word[:, 0] * np.uint64(0x9E3779B97F4A7C15)
+    vertex_hash ^= word[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F)
+    vertex_hash ^= vertex_hash >> np.uint64(31)
+    vertex_hash *= np.uint64(0xFF51AFD7ED558CCD)
+    vertex_hash ^= vertex_hash >> np.uint64(29)
+    edge_hash = vertex_hash[:-1][same]
+    edge_hash += vertex_hash[1:][same]
+    del ring, word, vertex_hash
+    # Vertices as complex numbers (a no-copy view): edge k runs from vertex[edge_pos[k]]
+    # to the next one, and a 16-byte gather fetches both coordinates of an end at once.
+    vertex = np.ascontiguousarray(coords).view(np.complex128).ravel()
+    edge_pos = np.flatnonzero(same)
+    del coords, same
+    # Signed area per ring (shoelace about the ring's first vertex, for precision).
+    first = np.flatnonzero(np.r_[True, edge_ring[1:] != edge_ring[:-1]])
+    ox = np.repeat(ax[first], np.diff(np.r_[first, len(ax)]))
+    oy = np.repeat(ay[first], np.diff(np.r_[first, len(ay)]))
+    area2 = np.bincount(
+        edge_ring, weights=(ax - ox) * (by - oy) - (bx - ox) * (ay - oy), minlength=len(ring_grid)
+    )
+    del ox, oy
+    ring_sign = np.where(area2 > 0, 1.0, -1.0) * np.where(ring_hole, -1.0, 1.0)
+    grid = ring_grid[edge_ring]
+    # Walking east across a downward edge of a counter-clockwise exterior enters the grid.
+    weight = ring_sign[edge_ring] * (grid + 1.0 + float(1 << 32))
+    return _merge_shared(ax, ay, bx, by, grid.astype(np.int32), weight, edge_hash, vertex, edge_pos)
+
+
+def _merge_shared(
+    ax: FloatArray,
+    ay: FloatArray,
+    bx: FloatArray,
+    by: FloatArray,
+    grid: npt.NDArray[np.int32],
+    weight: FloatArray,
+    edge_hash: npt.NDArray[np.uint64],
+    vertex: npt.NDArray[np.complex128],
+    edge_pos: IntArray,
+) -> _Edges:
+    """Keep an edge shared by exactly two grids once (same end points, either direction).
+
+    Candidates are edges with equal hashes of their unordered end points (one sort of
+    packed ``hash | index`` keys); a pair is merged only if its coordinates are equal, so a
+    hash collision merely leaves both copies, which is still correct.
+    """
+    n = len(ax)
+    keep_all = _Edges(ax, ay, bx, by, grid, np.full(n, -1, dtype=np.int32), weight)
+    if n < 2:
+        return keep_all
+    idx_bits = np.uint64(max(int(n - 1).bit_length(), 1))
+    key = edge_hash >> idx_bits
+    key <<= idx_bits
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    idx = (key & ((np.uint64(1) << idx_bits) - np.uint64(1))).astype(np.intp)
+    key >>= idx_bits
+    equal = key[1:] == key[:-1]
+    del key
+    # Groups of exactly two: equal to the next key, and neither the key before nor after.
+    pair = equal & np.r_[True, ~equal[:-1]] & np.r_[~equal[1:], True]
+    i, j = idx[:-1][pair], idx[1:][pair]
+    del idx, equal, pair
+    pi, pj = edge_pos[i], edge_pos[j]
+    a_i, b_i, a_j, b_j = vertex[pi], vertex[pi + 1], vertex[pj], vertex[pj + 1]
+    forward = (a_i == a_j) & (b_i == b_j)
+    backward = (a_i == b_j) & (b_i == a_j)
+    del pi, pj, a_i, b_i, a_j, b_j
+    ok = (forward | backward) & (grid[i] != grid[j])
+    i, j, forward = i[ok], j[ok], forward[ok]
+    if not len(i):
+        return keep_all
+    grid2 = keep_all.grid2
+    grid2[i] = grid[j]
+    # Crossing copy j when copy i points down: j points down too, or up (reversed).
+    weight = weight.copy()
+    weight[i] += weight[j] * (forward * 2.0 - 1.0)
+    keep = np.ones(n, dtype=bool)
+    keep[j] = False
+    return _Edges(ax[keep], ay[keep], bx[keep], by[keep], grid[keep], grid2[keep], weight[keep])
+
+
+def _raster_shape(
+    bounds: tuple[float, float, float, float], n_grids: int, cells_per_grid: int
+) -> tuple[float, float, float, float, int, int]:
+    """Origin, cell size and shape of the table: square cells on the ground, 2 spare cells.
+
+    The table aims at ``cells_per_grid`` cells per grid, capped at ``_MAX_CELLS`` so plans
+    with very many grids keep a build that is linear in their edges (their cells then hold a
+    few edges each, which the walk in ``_Raster.resolve`` handles).
+    """
+    minx, miny, maxx, maxy = bounds
+    mid_lat = np.radians((miny + maxy) / 2.0)
+    aspect = max(float(np.cos(mid_lat)), 1e-6)
+    width = max(maxx - minx, 1e-9) * aspect
+    height = max(maxy - miny, 1e-9)
+    target = int(np.clip(cells_per_grid * n_grids, _MIN_CELLS, _MAX_CELLS))
+    cell = float(np.sqrt(width * height / target))
+    dy = cell
+    dx = cell / aspect
+    # Two spare cells on every side: points off the table are clipped into outside cells.
+    nx = int(np.ceil((maxx - minx) / dx)) + 4
+    ny = int(np.ceil((maxy - miny) / dy)) + 4
+    return minx - 2 * dx, miny - 2 * dy, dx, dy, nx, ny
 
 
 def _build_raster(geoms: ObjArray, cells_per_grid: int) -> _Raster:
     """Label each cell with its grid when it is provably inside exactly one grid.
 
     Cells met by any edge (padded by ``_EDGE_PAD_CELLS``) keep their edges for the walk in
-    ``_Raster.resolve``; the rest are labelled by even-odd scanlines through cell centres,
-    which are far from every edge so float rounding cannot flip them. Where grids overlap
-    (an invalid plan) the cell goes to GEOS.
+    ``_Raster.resolve``; the rest are labelled by winding numbers along scanlines through
+    cell centres, which are far from every edge so float rounding cannot flip them. Where
+    grids overlap (an invalid plan) the cell goes to GEOS.
     """
-    minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(geoms))
-    mid_lat = np.radians((miny + maxy) / 2.0)
-    aspect = max(float(np.cos(mid_lat)), 1e-6)  # square cells on the ground
-    width = max(maxx - minx, 1e-9) * aspect
-    height = max(maxy - miny, 1e-9)
-    target = int(np.clip(cells_per_grid * len(geoms), _MIN_CELLS, _MAX_CELLS))
-    cell = float(np.sqrt(width * height / target))
-    dy = cell
-    dx = cell / aspect
-    # Two spare cells on every side: points off the table are clipped into outside cells.
-    x0, y0 = minx - 2 * dx, miny - 2 * dy
-    nx = int(np.ceil((maxx - minx) / dx)) + 4
-    ny = int(np.ceil((maxy - miny) / dy)) + 4
+    bounds = tuple(float(v) for v in shapely.total_bounds(geoms))
+    x0, y0, dx, dy, nx, ny = _raster_shape(bounds, len(geoms), cells_per_grid)  # type: ignore[arg-type]
     inv_dx, inv_dy = 1.0 / dx, 1.0 / dy
 
-    ax, ay, bx, by, owner = _ring_edges(geoms)
+    edges = _ring_edges(geoms)
+    ax, ay, bx, by = edges.ax, edges.ay, edges.bx, edges.by
     fax, fay = (ax - x0) * inv_dx, (ay - y0) * inv_dy
     fbx, fby = (bx - x0) * inv_dx, (by - y0) * inv_dy
 
-    labels = _scanline_labels(fax, fay, fbx, fby, owner, nx, ny)
+    labels = _scanline_labels(fax, fay, fbx, fby, edges.weight, nx, ny, len(geoms))
     cell_id, edge_id = _edge_cells(fax, fay, fbx, fby, nx, ny)
-    slot_first = np.flatnonzero(np.r_[True, cell_id[1:] != cell_id[:-1]])
+    del fax, fay, fbx, fby
+    slot_first = (
+        np.flatnonzero(np.r_[True, cell_id[1:] != cell_id[:-1]]) if len(cell_id) else cell_id
+    )
     cells = cell_id[slot_first]
     entry_start = np.r_[slot_first, len(cell_id)].astype(np.int64)
     centre_pos = labels[cells].copy()
@@ -432,20 +578,6 @@ def _build_raster(geoms: ObjArray, cells_per_grid: int) -> _Raster:
     iy, ix = np.divmod(cells, nx)
     centre_x = x0 + (ix + 0.5) * dx
     centre_y = y0 + (iy + 0.5) * dy
-    slot_of_entry = np.repeat(np.arange(len(cells)), np.diff(entry_start))
-    abx, aby = bx - ax, by - ay
-    cx, cy = centre_x[slot_of_entry], centre_y[slot_of_entry]
-    e_abx, e_aby = abx[edge_id], aby[edge_id]
-    t1 = e_abx * (cy - ay[edge_id])
-    t2 = e_aby * (cx - ax[edge_id])
-    side_c = t1 - t2
-    sure = np.abs(side_c) > _ORIENT_EPS * (np.abs(t1) + np.abs(t2))
-    e_side_c = (np.sign(side_c) * sure).astype(np.int8)
-    # The centre's label came from cell-unit arithmetic: trust it only well away from edges.
-    # |orient| / |ab| is the distance to the edge's line, a lower bound of that to the edge.
-    margin = _CENTRE_MARGIN_CELLS * min(dx, dy)
-    near = np.abs(side_c) <= margin * np.hypot(e_abx, e_aby)
-    centre_pos[slot_of_entry[near]] = _EXACT
     return _Raster(
         x0=x0,
         y0=y0,
@@ -462,53 +594,74 @@ def _build_raster(geoms: ObjArray, cells_per_grid: int) -> _Raster:
         edge_ay=ay,
         edge_bx=bx,
         edge_by=by,
-        edge_abx=abx,
-        edge_aby=aby,
-        edge_grid=owner.astype(np.int32),
+        edge_grid=edges.grid,
+        edge_grid2=edges.grid2,
+        n_grids=len(geoms),
         e_edge=edge_id.astype(np.int32),
-        e_side_c=e_side_c,
+        centre_margin=_CENTRE_MARGIN_CELLS * min(dx, dy),
     )
 
 
 def _edge_cells(
     fax: FloatArray, fay: FloatArray, fbx: FloatArray, fby: FloatArray, nx: int, ny: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """Every (cell, edge) pair where the cell's padded box meets the edge, sorted by cell.
 
-    Edges (in cell units) are cut into pieces at most one cell long; each piece marks the
-    cells of its padded bounding box, a superset of the cells it passes through.
+    An edge marks the cells of its padded bounding box (a superset of the cells it passes
+    through); an edge longer than one cell is first cut into pieces at most one cell long,
+    so a piece marks at most 3 x 3 cells. Pairs are packed into one int64
+    ``cell << bits | edge`` so that a single (SIMD) sort groups them by cell.
     """
+    n_edges = len(fax)
+    bits = max(int(n_edges - 1).bit_length(), 1)
     span = np.maximum(np.abs(fbx - fax), np.abs(fby - fay))
-    pieces = np.maximum(np.ceil(span), 1).astype(np.int64)
-    edge = np.repeat(np.arange(len(fax)), pieces)
-    k = np.arange(len(edge)) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    n_e = pieces[edge]
-    t0 = k / n_e
-    t1 = (k + 1) / n_e
-    ex, ey = fbx[edge] - fax[edge], fby[edge] - fay[edge]
-    x_a, x_b = fax[edge] + ex * t0, fax[edge] + ex * t1
-    y_a, y_b = fay[edge] + ey * t0, fay[edge] + ey * t1
+    long_edges = np.flatnonzero(span > 1.0)
+    if len(long_edges):
+        short = np.flatnonzero(span <= 1.0)
+        n_long = np.ceil(span[long_edges]).astype(np.int64)
+        le = np.repeat(long_edges, n_long)
+        k = np.arange(len(le)) - np.repeat(np.cumsum(n_long) - n_long, n_long)
+        n_le = np.repeat(n_long, n_long)
+        t0 = k / n_le
+        t1 = (k + 1) / n_le
+        ex, ey = fbx[le] - fax[le], fby[le] - fay[le]
+        edge = np.concatenate([short, le])
+        x_a = np.concatenate([fax[short], fax[le] + ex * t0])
+        x_b = np.concatenate([fbx[short], fax[le] + ex * t1])
+        y_a = np.concatenate([fay[short], fay[le] + ey * t0])
+        y_b = np.concatenate([fby[short], fay[le] + ey * t1])
+    else:
+        edge, x_a, x_b, y_a, y_b = np.arange(n_edges), fax, fbx, fay, fby
+    del span
+    # Edges lie inside the table (two spare cells on every side), so coordinates in cell
+    # units are positive and truncation is floor.
     pad = _EDGE_PAD_CELLS
-    ix0 = np.floor(np.minimum(x_a, x_b) - pad).astype(np.int64)
-    ix1 = np.floor(np.maximum(x_a, x_b) + pad).astype(np.int64)
-    iy0 = np.floor(np.minimum(y_a, y_b) - pad).astype(np.int64)
-    iy1 = np.floor(np.maximum(y_a, y_b) + pad).astype(np.int64)
-    n_edges = np.int64(len(fax))
-    keys = []
-    # A piece spans at most one cell plus padding, so at most 3 x 3 cells.
-    for ox in range(3):
-        for oy in range(3):
-            cx, cy = ix0 + ox, iy0 + oy
-            keep = (cx <= ix1) & (cy <= iy1) & (cx >= 0) & (cx < nx) & (cy >= 0) & (cy < ny)
-            keys.append((cy[keep] * nx + cx[keep]) * n_edges + edge[keep])
-    key = _sorted_unique(np.concatenate(keys))
-    return key // n_edges, key % n_edges
-
-
-def _sorted_unique(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """``np.unique`` by sorting (numpy 2.3+'s hash-based default is slower here)."""
-    values = np.sort(values)
-    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+    ix0 = (np.minimum(x_a, x_b) - pad).astype(np.int64)
+    ix1 = (np.maximum(x_a, x_b) + pad).astype(np.int64)
+    iy0 = (np.minimum(y_a, y_b) - pad).astype(np.int64)
+    iy1 = (np.maximum(y_a, y_b) + pad).astype(np.int64)
+    wide_x = ix1 - ix0  # 0, 1 or 2 more columns
+    wide_y = iy1 - iy0
+    base = iy0 * nx
+    base += ix0
+    base <<= bits
+    base |= edge
+    keys = [base]
+    for oy in range(3):
+        for ox in range(3):
+            if ox == oy == 0:
+                continue
+            sel = np.flatnonzero((wide_x >= ox) & (wide_y >= oy))
+            if len(sel):
+                keys.append(base[sel] + ((oy * nx + ox) << bits))
+    key = np.concatenate(keys) if len(keys) > 1 else base
+    key.sort()
+    if len(long_edges) and len(key):
+        # Pieces of one edge share cells: keep each (cell, edge) pair once.
+        key = key[np.r_[True, key[1:] != key[:-1]]]
+    edge_id = (key & ((1 << bits) - 1)).astype(np.int32)
+    key >>= bits
+    return key, edge_id
 
 
 def _scanline_labels(
@@ -516,42 +669,46 @@ def _scanline_labels(
     fay: FloatArray,
     fbx: FloatArray,
     fby: FloatArray,
-    owner: IntArray,
+    edge_weight: FloatArray,
     nx: int,
     ny: int,
+    n_grids: int,
 ) -> npt.NDArray[np.int32]:
-    """Even-odd fill at cell centres: grid position, _OUTSIDE, or _EXACT where grids overlap."""
+    """Winding-number fill at cell centres: grid position, _OUTSIDE, or _EXACT on overlaps.
+
+    No sorting: each crossing of a row adds ``±(2**32 + grid + 1)`` to a difference array
+    at the first cell east of it, and a cumulative sum along each row gives, per cell
+    centre, 2**32 times the number of grids covering it plus the sum of their (position+1).
+    """
     lo_y, hi_y = np.minimum(fay, fby), np.maximum(fay, fby)
     # Rows j whose centre j + 0.5 lies in [lo_y, hi_y): the half-open rule counts a vertex once.
-    row_lo = np.clip(np.ceil(lo_y - 0.5), 0, ny).astype(np.int64)
-    row_hi = np.clip(np.ceil(hi_y - 0.5), 0, ny).astype(np.int64)  # exclusive
-    count = np.maximum(row_hi - row_lo, 0)
+    # (Edges lie inside the table, two spare cells from its sides: no clipping needed.)
+    row_lo = np.ceil(lo_y - 0.5).astype(np.int64)
+    row_hi = np.ceil(hi_y - 0.5).astype(np.int64)  # exclusive
+    del lo_y, hi_y
+    count = row_hi - row_lo
     edge = np.repeat(np.arange(len(fax)), count)
-    row = row_lo[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count))
-    yc = row + 0.5
-    x_cross = fax[edge] + (yc - fay[edge]) * (fbx[edge] - fax[edge]) / (fby[edge] - fay[edge])
-    grid = owner[edge]
-    order = np.lexsort((x_cross, row, grid))
-    x_sorted, row_sorted, grid_sorted = x_cross[order], row[order], grid[order]
-    # Every (grid, row) group has an even number of crossings: pair them up in order.
-    x_in, x_out = x_sorted[0::2], x_sorted[1::2]
-    rows, grids = row_sorted[0::2], grid_sorted[0::2]
-    col_in = np.clip(np.ceil(x_in - 0.5), 0, nx).astype(np.int64)
-    col_out = np.clip(np.ceil(x_out - 0.5), 0, nx).astype(np.int64)
+    row = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count - row_lo, count)
+    del row_lo, row_hi, count
+    ax, ay = fax[edge], fay[edge]
+    bx, by = fbx[edge], fby[edge]
+    x_cross = (row + 0.5 - ay) * (bx - ax) / (by - ay) + ax
+    col = np.ceil(x_cross - 0.5).astype(np.int64)
+    weight = edge_weight[edge]
+    weight[by > ay] *= -1.0
     width = nx + 1
-    # One float64 diff array: 2**32 per covering interval plus (grid + 1); exact below 2**53.
-    weight = (grids + 1).astype(np.float64) + float(1 << 32)
-    diff = np.bincount(
-        np.concatenate([rows * width + col_in, rows * width + col_out]),
-        weights=np.concatenate([weight, -weight]),
-        minlength=ny * width,
-    )
-    acc = np.cumsum(diff.reshape(ny, width)[:, :nx], axis=1).astype(np.int64).ravel()
-    cover = acc >> 32
-    labels = np.full(nx * ny, _OUTSIDE, dtype=np.int32)
-    one = cover == 1
-    labels[one] = (acc[one] & 0xFFFFFFFF).astype(np.int32) - 1
-    labels[cover > 1] = _EXACT
+    row *= width
+    row += col
+    # float64 sums of integers below 2**53 are exact, whatever the order.
+    diff = np.bincount(row, weights=weight, minlength=ny * width)
+    acc = np.cumsum(diff.reshape(ny, width)[:, :nx], axis=1).ravel()
+    # acc = 2**32 * (grids covering the centre) + sum of their (position + 1).
+    acc -= float((1 << 32) + 1)
+    outside = acc == -float((1 << 32) + 1)
+    np.clip(acc, -1.0, float(n_grids), out=acc)
+    labels = acc.astype(np.int32)
+    labels[labels == n_grids] = _EXACT  # two or more grids overlap there
+    labels[outside] = _OUTSIDE
     return labels
 
 
@@ -784,11 +941,16 @@ def _read_spatial(path: Path, layer: str | None) -> gpd.GeoDataFrame:
 
 
 def _read_grids(path: Path, layer: str | None) -> gpd.GeoDataFrame:
-    if not path.exists():
-        raise InvalidInput(f"{path} does not exist", field="grids")
+    """Grids through ``geo.io`` (size, nesting, vertex and CRS guards), in EPSG:4326."""
+    from geo.io import layer_from_stem, read_layer, reproject_layer
+
     if _suffix(path, "grids") == ".csv":
         raise InvalidInput("grids must be polygons, not a CSV", field="grids")
-    return _as_wgs84(_read_spatial(path, _pick_layer(path, ("grids",), layer)), "grids")
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist", field="grids")
+    layer = _pick_layer(path, ("grids",), layer)
+    frame = read_layer(path, layer)
+    return reproject_layer(frame, file=str(path), layer=layer or layer_from_stem(path))
 
 
 @dataclass

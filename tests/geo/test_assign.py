@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import geopandas as gpd
 import numpy as np
@@ -18,6 +19,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import geo.assign as assign_module
 from geo.assign import GridIndex, assign_files, assign_frame
 from geo.crs import metric_crs_for
 from geo.errors import InvalidGeometry, InvalidInput
@@ -304,3 +306,53 @@ def test_csv_without_coordinates_names_the_row(tmp_path: Path) -> None:
 def test_unknown_extension_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="extension"):
         assign_files(tmp_path / "g.shp", tmp_path / "p.csv", tmp_path / "o.csv")
+
+
+# --- raster strategies --------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tiling=tilings, cap=st.sampled_from([16, 64, 256]))
+def test_capped_raster_agrees_with_oracle(data: st.DataObject, tiling: Tiling, cap: int) -> None:
+    """The table capped by ``_MAX_CELLS`` (as for plans of 100,000 grids): cells hold many
+    edges, long edges are cut into pieces, and the walk must still match the oracle."""
+    with mock.patch.object(assign_module, "_MAX_CELLS", cap):
+        index = GridIndex.from_arrays(tiling.codes, tiling.geoms)
+        assert index.raster.nx * index.raster.ny <= 2 * cap + 8 * (
+            index.raster.nx + index.raster.ny
+        )
+        check_against_oracle(tiling, data.draw(points_for(tiling)), 2048)
+
+
+def test_shared_edges_are_stored_once() -> None:
+    """Two grids sharing an edge: the edge is kept once, bounding both grids."""
+    index = four_squares()
+    raster = index.raster
+    assert len(raster.edge_ax) == 12  # 16 ring edges, 4 of them shared
+    assert (raster.edge_grid2 >= 0).sum() == 4
+    assert set(raster.edge_grid2[raster.edge_grid2 >= 0]) | set(
+        raster.edge_grid[raster.edge_grid2 >= 0]
+    ) == {0, 1, 2, 3}
+
+
+def test_hash_collisions_never_merge_different_edges() -> None:
+    """Equal hashes but different end points (or three alike) keep every copy."""
+    ax = np.array([0.0, 1.0, 0.0, 5.0, 5.0, 5.0])
+    ay = np.zeros(6)
+    bx = np.array([1.0, 0.0, 2.0, 6.0, 6.0, 6.0])
+    by = np.ones(6)
+    vertex = np.zeros(12, dtype=np.complex128)
+    vertex[0::2], vertex[1::2] = ax + 1j * ay, bx + 1j * by
+    grid = np.arange(6, dtype=np.int32)
+    weight = np.ones(6)
+    same_hash = np.zeros(6, dtype=np.uint64)
+    edges = assign_module._merge_shared(
+        ax, ay, bx, by, grid, weight, same_hash, vertex, np.arange(0, 12, 2)
+    )
+    assert len(edges.ax) == 6  # one group of six: nothing merged
+    pair_hash = np.array([7, 7, 9, 11, 13, 15], dtype=np.uint64)
+    edges = assign_module._merge_shared(
+        ax, ay, bx, by, grid, weight, pair_hash << np.uint64(3), vertex, np.arange(0, 12, 2)
+    )
+    # edges 0 and 1 are not the same segment ((0,0)-(1,1) vs (1,0)-(0,1)): kept apart
+    assert len(edges.ax) == 6 and (edges.grid2 == -1).all()
