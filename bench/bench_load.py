@@ -28,7 +28,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pyogrio
 import shapely
 from sqlalchemy import text
@@ -164,11 +163,14 @@ def prepared_csv(
     """The CSV text ``copy_reports`` sends, captured by replacing its COPY with a recorder."""
     captured: list[str] = []
 
-    def keep(_session: Session, _table: str, _columns: Any, frame: pd.DataFrame) -> None:
+    def keep(_session: Session, _table: str, frames: Any) -> None:
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+        columns = ""
+        for frame in frames:
+            frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+            columns = ",".join(frame.columns)
         captured.append(buffer.getvalue())
-        captured.append(",".join(frame.columns))
+        captured.append(columns)
 
     real = queries._copy
     queries._copy = keep  # type: ignore[assignment]
@@ -245,7 +247,7 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     def truncate() -> None:
         with engine_for(url).begin() as conn:
-            conn.execute(text("TRUNCATE reports"))
+            conn.execute(text("TRUNCATE reports CASCADE"))
 
     def gridmap_path(_: Any) -> None:
         frame = validate_reports(data, reports)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -372,15 +373,32 @@ def _insert_grids(session: Session, plan_id: int, grids: gpd.GeoDataFrame) -> di
     return {code: pk for pk, code in result.all()}
 
 
-def _copy(session: Session, table: str, columns: Sequence[str], frame: pd.DataFrame) -> None:
-    """COPY a frame into ``table`` as CSV; unquoted empty fields are NULL."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+#: Rows per COPY chunk: Python formats the next chunk while the server ingests this one.
+COPY_CHUNK_ROWS = 50_000
+
+
+def _copy(session: Session, table: str, frames: Iterable[pd.DataFrame]) -> None:
+    """COPY frames into ``table`` as CSV, one chunk at a time; unquoted empty fields are NULL.
+
+    Chunks overlap the client's formatting with the server's parsing and index updates (two
+    processes, two cores) instead of formatting everything first and then waiting.
+    """
+    chunks = iter(frames)
+    first = next(chunks, None)
+    if first is None:
+        return
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+    sql = f"COPY {table} ({', '.join(first.columns)}) FROM STDIN WITH (FORMAT csv)"
     with raw.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.write(buffer.getvalue())
+        for frame in itertools.chain([first], chunks):
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+            copy.write(buffer.getvalue())
+
+
+def _chunks(n: int) -> Iterator[slice]:
+    return (slice(start, min(n, start + COPY_CHUNK_ROWS)) for start in range(0, n, COPY_CHUNK_ROWS))
 
 
 def _int_column(values: pd.Series | None, length: int) -> pd.Series:
@@ -413,7 +431,7 @@ def copy_buildings(
             "geom": _ewkb_hex(buildings.geometry.to_numpy()),
         }
     )
-    _copy(session, Building.__tablename__, list(frame.columns), frame)
+    _copy(session, Building.__tablename__, [frame])
 
 
 def _iso_utc(times: pd.Series) -> np.ndarray:
@@ -434,13 +452,28 @@ def copy_reports(
     codes: Sequence[str | None],
     grid_ids: dict[str, int],
 ) -> None:
+    """COPY reports (already assigned to ``codes``) in chunks."""
     if reports.empty:
         return
+    code_array = np.asarray(codes, dtype=object)
+    _copy(
+        session,
+        Report.__tablename__,
+        (
+            _report_rows(district_pk, reports.iloc[part], code_array[part], grid_ids)
+            for part in _chunks(len(reports))
+        ),
+    )
+
+
+def _report_rows(
+    district_pk: int, reports: gpd.GeoDataFrame, code_array: np.ndarray, grid_ids: dict[str, int]
+) -> pd.DataFrame:
     n = len(reports)
 
     def text_column(name: str, default: str | None = None) -> Any:
         if name not in reports.columns:
-            return [default] * n
+            return np.full(n, default, dtype=object)
         values = reports[name].astype(object)
         return values.where(values.notna() & (values.astype(str) != ""), default).to_numpy()
 
@@ -449,9 +482,9 @@ def copy_reports(
             return [None] * n
         return _iso_utc(parse_times(reports[name]))
 
-    code_array = np.asarray(codes, dtype=object)
     mapped = pd.Series(code_array).map(grid_ids)
-    frame = pd.DataFrame(
+    assignee = text_column("assignee")
+    return pd.DataFrame(
         {
             "district_id": district_pk,
             "report_id": reports["report_id"].to_numpy(),
@@ -470,12 +503,10 @@ def copy_reports(
             "verified_at": time_column("verified_at"),
             "satisfaction": pd.array(_int_column(reports.get("satisfaction"), n), dtype="Int64"),
             "reopened": pd.array(_int_column(reports.get("reopened"), n).fillna(0), dtype="Int64"),
-            "assignee": np.where(
-                text_column("assignee") == "grid", code_array, text_column("assignee")
-            ),
+            # "grid" as assignee means the case's own grid
+            "assignee": np.where(assignee == "grid", code_array, assignee),
         }
     )
-    _copy(session, Report.__tablename__, list(frame.columns), frame)
 
 
 # --- reading back ---------------------------------------------------------------------------
@@ -671,7 +702,7 @@ def reassign_district(
         result = index.assign(xy[:, 0], xy[:, 1])
         mapped = pd.array([grid_ids.get(c) if c else None for c in result.grid_code], "Int64")
         session.execute(text("CREATE TEMP TABLE _assigned (id bigint, grid_id int) ON COMMIT DROP"))
-        _copy(session, "_assigned", ["id", "grid_id"], pd.DataFrame({"id": ids, "grid_id": mapped}))
+        _copy(session, "_assigned", [pd.DataFrame({"id": ids, "grid_id": mapped})])
         session.execute(
             text(f"UPDATE {table} t SET grid_id = a.grid_id FROM _assigned a WHERE t.id = a.id")
         )
