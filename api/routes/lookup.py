@@ -11,11 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import AddressBookDep, LookupDep, SettingsDep
+from api.deps import LookupDep, SettingsDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
 from geo.address_book import AddressBook
 from geo.errors import InvalidInput
+from geo.lookup import GridLookup
 from geo.store.session import transaction
 
 router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)
@@ -43,8 +44,6 @@ def _coordsys(crs: str, coordsys: str | None) -> Any:
 @router.get("/lookup", response_model=LookupResult | AddressResult)
 async def lookup(
     request: Request,
-    grids: LookupDep,
-    addresses: AddressBookDep,
     lon: Annotated[float | None, Query(allow_inf_nan=False, description="longitude")] = None,
     lat: Annotated[float | None, Query(allow_inf_nan=False, description="latitude")] = None,
     address: Annotated[
@@ -73,7 +72,7 @@ async def lookup(
         if lon is not None or lat is not None:
             raise InvalidInput("give either lon/lat or address, not both", field="address")
         return await run_in_threadpool(
-            _search_address, request, addresses, address, district, limit
+            _search_address, request, request.app.state.addresses, address, district, limit
         )
     if lon is None or lat is None:
         missing = "lon" if lon is None else "lat"
@@ -83,7 +82,9 @@ async def lookup(
             fix="send both lon and lat in decimal degrees, or an address",
         )
     # Served from the in-memory index on the event loop: no connection, no thread hop, and
-    # returned as a ready JSONResponse (the answer is built to the schema already).
+    # returned as a ready JSONResponse (the answer is built to the schema already). The
+    # cache is read from app state directly: each Depends costs more than the lookup.
+    grids: GridLookup = request.app.state.lookup
     answer = grids.lookup(
         lon,
         lat,
