@@ -102,8 +102,20 @@ ASSETS: tuple[Asset, ...] = (
         "1.5.3",
         "b1ef34ccee0fb36d856ff4719c759046a0e14293dbbf9d531d969735481168bc",
     ),
-    Asset("gridmap_css", "gridmap.css", "gridmap", "0.1.0", ""),
-    Asset("gridmap", "gridmap.js", "gridmap", "0.1.0", ""),
+    Asset(
+        "gridmap_css",
+        "gridmap.css",
+        "gridmap",
+        "0.2.0",
+        "f977e82622d09f7928e8bb813eca196da0a3d502e834c4dcd8aea91736a85111",
+    ),
+    Asset(
+        "gridmap",
+        "gridmap.js",
+        "gridmap",
+        "0.2.0",
+        "b308e0614c6bc6c8b926378685420f95c3757eb7a3eba841ccfce385ba621353",
+    ),
 )
 
 _BY_NAME = {a.name: a for a in ASSETS}

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from geo.settings import MapSettings
+from geo.stats import case_stats
 from geo.store.queries import _finish, _read, district_id, plan_grids, published_plan_id
 from maps.hotspots import HotspotFilters, render_hotspots
 from maps.plan_diff import render_compare
@@ -123,8 +124,12 @@ def workload_page(
     plan = plan_id if plan_id is not None else published_plan_id(session, pk)
     communities, streets, roads = _layers(session, pk)
     reports = _reports(session, pk, plan)
-    if plan != published_plan_id(session, pk):
+    published = plan == published_plan_id(session, pk)
+    if not published:
         reports = reports.drop(columns=["grid_code"])  # stored grids are the published plan's
+    # Case statistics are per grid of the published plan (where cases are assigned): another
+    # plan's grids may reuse its codes for other areas, so they get no case layer.
+    cases = case_stats(session, district, level="grid") if published else None
     return render_workload(
         plan_grids(session, plan),
         _buildings(session, pk),
@@ -137,6 +142,7 @@ def workload_page(
         title=f"{district} 网格工作量 (方案 {plan})",
         basemap=basemap,
         asset_mode=asset_mode,
+        case_stats=cases,
     )
 
 

@@ -352,9 +352,44 @@
 
   /* ---- workload -------------------------------------------------------------------- */
 
+  /* Class of a case figure: the first class whose (exclusive) upper break it is below,
+   * the last class above every break, -1 without a figure. */
+  function caseClass(spec, v) {
+    if (v === null || v === undefined) { return -1; }
+    for (var k = 0; k < spec.breaks.length; k++) { if (v < spec.breaks[k]) { return k; } }
+    return spec.breaks.length;
+  }
+
+  function caseRows(C, i) {
+    var dash = "–";
+    function num(v, unit) { return v === null || v === undefined ? dash : fmt(v) + (unit || ""); }
+    var sat = C.satisfaction[i] === null || C.satisfaction[i] === undefined ? dash :
+      fmt(C.satisfaction[i]) + " / 5" +
+      (C.evaluated[i] ? "（" + fmt(C.evaluated[i]) + " 条评价）" : "");
+    var rows = [
+      ["案件数", num(C.cases[i], " 件")],
+      ["办结率", num(C.resolution_rate[i], "%")],
+      ["按期办结率", num(C.on_time_rate[i], "%")],
+      ["重办率", num(C.reopened_rate[i], "%")],
+      ["平均办结时长", num(C.mean_hours_to_close[i], " 小时")],
+      ["P90 办结时长", num(C.p90_hours_to_close[i], " 小时")],
+      ["满意度", sat],
+      ["在办", num(C.open[i], " 件")],
+      ["超期", num(C.overdue[i], " 件")]
+    ];
+    return '<tr class="gm-sec"><th colspan="2">案件统计</th></tr>' + rows.map(function (r) {
+      return '<tr class="gm-case"><th>' + esc(r[0]) + "</th><td>" + esc(r[1]) + "</td></tr>";
+    }).join("");
+  }
+
   function workload(map, D) {
-    var G = D.grids, W = D.load, nG = G.code.length;
-    var state = { kind: "workload", band: D.band.slice(), classes: new Array(nG) };
+    var G = D.grids, W = D.load, nG = G.code.length, C = D.cases || null;
+    var specs = {};
+    (D.caseLayers || []).forEach(function (s) { specs[s.key] = s; });
+    var state = {
+      kind: "workload", band: D.band.slice(), classes: new Array(nG), layer: "band",
+      caseClasses: new Array(nG)
+    };
     window.gridmapState = state;
     var colors = D.colors;
     function classify(i) {
@@ -362,20 +397,43 @@
       return h < state.band[0] ? "under" : (h > state.band[1] ? "over" : "inside");
     }
     var styleOf = function (i) {
-      var c = classify(i);
-      state.classes[i] = c;
-      return { color: "#333", weight: 1, opacity: 0.9, fillColor: colors[c], fillOpacity: 0.6 };
+      var fill;
+      if (state.layer === "band") {
+        var c = classify(i);
+        state.classes[i] = c;
+        fill = colors[c];
+      } else {
+        var spec = specs[state.layer], k = caseClass(spec, C[spec.key][i]);
+        state.caseClasses[i] = k;
+        fill = k < 0 ? D.caseMissing : spec.colors[k];
+      }
+      return { color: "#333", weight: 1, opacity: 0.9, fillColor: fill, fillOpacity: 0.6 };
     };
     var b = base(map, D, styleOf);
     layerControl(map, b);
     var labels = D.classLabels;
     function legend() {
-      var tally = { under: 0, inside: 0, over: 0 };
-      state.classes.forEach(function (c) { tally[c]++; });
-      state.tally = tally;
+      if (state.layer !== "band") {
+        var spec = specs[state.layer], tally = spec.colors.map(function () { return 0; }), none = 0;
+        state.caseClasses.forEach(function (k) { if (k < 0) { none++; } else { tally[k]++; } });
+        state.caseTally = tally.concat([none]);
+        var rows = spec.labels.map(function (l, k) {
+          return [spec.colors[k], l + "（" + tally[k] + " 格）"];
+        });
+        if (none) { rows.push([D.caseMissing, spec.missing + "（" + none + " 格）"]); }
+        setLegend(spec.title, rows, spec.note);
+        return;
+      }
+      var counts = { under: 0, inside: 0, over: 0 };
+      state.classes.forEach(function (c) { counts[c]++; });
+      state.tally = counts;
       setLegend(D.legendTitle, ["under", "inside", "over"].map(function (c) {
-        return [colors[c], labels[c] + "（" + tally[c] + " 格）"];
+        return [colors[c], labels[c] + "（" + counts[c] + " 格）"];
       }), "目标 " + state.band[0] + "–" + state.band[1] + " 户");
+    }
+    function redraw() {
+      b.shapes.forEach(function (p, i) { p.setStyle(styleOf(i)); });
+      legend();
     }
     b.shapes.forEach(function (p, i) {
       p.bindPopup(function () {
@@ -384,21 +442,36 @@
           "<tr><th>人口</th><td>" + fmt(W.residents[i]) + "</td></tr>" +
           "<tr><th>楼栋</th><td>" + fmt(W.buildings[i]) + "</td></tr>" +
           "<tr><th>在办案件</th><td>" + fmt(W.open_reports[i]) + "</td></tr>" +
-          "<tr><th>负荷</th><td>" + esc(labels[classify(i)]) + "</td></tr></table></div>";
+          "<tr><th>负荷</th><td>" + esc(labels[classify(i)]) + "</td></tr>" +
+          (C ? caseRows(C, i) : "") + "</table></div>";
       });
     });
     var form = moveIntoControl(map, "gm-band", "topleft");
+    var bandInputs = form ? form.querySelectorAll("input") : [];
     if (form) {
       form.addEventListener("change", function () {
         var lo = +document.getElementById("gm-band-lo").value;
         var hi = +document.getElementById("gm-band-hi").value;
         if (isFinite(lo) && isFinite(hi) && lo <= hi) {
           state.band = [lo, hi];
-          b.shapes.forEach(function (p, i) { p.setStyle(styleOf(i)); });
-          legend();
+          if (state.layer === "band") { redraw(); }
         }
       });
       form.addEventListener("submit", function (e) { e.preventDefault(); });
+    }
+    var switcher = C ? moveIntoControl(map, "gm-layer", "topleft") : null;
+    var select = document.getElementById("gm-layer-select");
+    if (switcher && select) {
+      select.value = "band";
+      select.addEventListener("change", function () {
+        state.layer = specs[select.value] ? select.value : "band";
+        // The band only colours the band layer: its inputs rest while a case layer shows.
+        Array.prototype.forEach.call(bandInputs, function (el) {
+          el.disabled = state.layer !== "band";
+        });
+        redraw();
+      });
+      switcher.addEventListener("submit", function (e) { e.preventDefault(); });
     }
     legend();
     state.ready = true;

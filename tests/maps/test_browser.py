@@ -17,7 +17,7 @@ from maps.assets import CSP, STATIC_DIR
 from maps.hotspots import render_hotspots
 from maps.plan_diff import render_compare
 from maps.workload import render_workload
-from tests.maps.test_maps import old_plan, small_district
+from tests.maps.test_maps import fake_case_stats, old_plan, small_district
 
 CHROMIUM = Path("/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -92,6 +92,10 @@ def site(district) -> Iterator[str]:
                 streets=d.streets,
                 roads=d.roads,
                 asset_mode=mode,
+                case_stats=fake_case_stats(d.grids),
+            ),
+            "workload_plain": render_workload(
+                d.grids, d.buildings, d.reports, (250, 450), asset_mode=mode
             ),
             "compare": render_compare(
                 d.old,
@@ -198,7 +202,7 @@ def visit(browser, site):
 
 
 @pytest.mark.parametrize("mode", ["inline", "served"])
-@pytest.mark.parametrize("kind", ["hotspots", "workload", "compare"])
+@pytest.mark.parametrize("kind", ["hotspots", "workload", "workload_plain", "compare"])
 def test_page_draws_every_grid_and_a_legend_offline(visit, district, kind: str, mode: str) -> None:
     v = visit(f"{kind}-{mode}")
     assert v.page.locator("path.gm-grid").count() == len(district.grids)
@@ -278,3 +282,66 @@ def test_workload_band_recolours(visit) -> None:
     v.page.dispatch_event("#gm-band-hi", "change")
     assert v.state("s.tally.inside") == v.page.locator("path.gm-grid").count()
     assert v.fills() != before or len(set(before)) == 1
+
+
+@pytest.mark.parametrize("mode", ["inline", "served"])
+def test_workload_case_layer_switch_recolours_and_restores(visit, district, mode: str) -> None:
+    v = visit(f"workload-{mode}")
+    legend = v.page.locator("#gm-legend")
+    band_fills = v.fills()
+    band_legend = legend.inner_text()
+    assert "网格户数与目标" in band_legend
+    assert v.page.locator("#gm-layer").is_visible()
+    assert v.state("s.layer") == "band"
+
+    v.page.select_option("#gm-layer-select", "overdue")
+    assert v.state("s.layer") == "overdue"
+    overdue_fills = v.fills()
+    assert overdue_fills != band_fills
+    text = legend.inner_text()
+    assert "每网格超期案件" in text and "0 件" in text and "合计" in text
+    assert "无数据（1 格）" in text  # the grid the statistics do not know
+    assert sum(v.state("s.caseTally")) == len(district.grids)
+    assert v.page.locator("#gm-band-lo").is_disabled()
+
+    v.page.select_option("#gm-layer-select", "resolution_rate")
+    rate_fills = v.fills()
+    assert rate_fills != overdue_fills and rate_fills != band_fills
+    text = legend.inner_text()
+    assert "办结率" in text and "95% 及以上" in text
+    assert "无有效案件（2 格）" in text  # unknown grid + the grid without a valid case
+    assert rate_fills[0] == rate_fills[1] == "#d9d9d9"
+
+    v.page.select_option("#gm-layer-select", "band")
+    assert v.fills() == band_fills
+    assert legend.inner_text() == band_legend
+    assert v.page.locator("#gm-band-lo").is_enabled()
+    # The band still recolours once it is back.
+    v.page.fill("#gm-band-lo", "0")
+    v.page.fill("#gm-band-hi", "100000")
+    v.page.dispatch_event("#gm-band-hi", "change")
+    assert v.state("s.tally.inside") == len(district.grids)
+
+
+def test_workload_popup_shows_the_grid_case_figures(visit, district) -> None:
+    v = visit("workload-inline")
+    stats = fake_case_stats(district.grids)
+    # Grid 2 has every figure; grid 0 is unknown to the statistics (dashes).
+    for i in (2, 0):
+        # A click dispatched on the path itself: a panel may lie over the grid's centre.
+        v.page.locator("path.gm-grid").nth(i).dispatch_event("click")
+        code = str(district.grids["code"].iloc[i])
+        # The previous popup fades out for a moment: take the one naming this grid.
+        popup = v.page.locator(".leaflet-popup-content", has_text=code)
+        popup.wait_for()
+        text = popup.inner_text()
+        for label in ("案件统计", "案件数", "办结率", "按期办结率", "重办率", "P90 办结时长"):
+            assert label in text
+        assert "满意度" in text and "超期" in text and "户数" in text
+        if i == 0:
+            assert text.count("–") == 9
+        else:
+            row = stats.loc[code]
+            assert f"{round(100 * row['resolution_rate'], 1):g}%" in text
+            assert f"{round(row['satisfaction'], 2):g} / 5" in text
+            assert "–" not in text

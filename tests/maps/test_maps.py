@@ -26,7 +26,7 @@ from maps.assets import ASSETS, CSP, STATIC_DIR, csp_for, verify_assets
 from maps.common import simplify_coverage
 from maps.hotspots import HotspotFilters, filter_reports, quantile_breaks, render_hotspots
 from maps.plan_diff import change_class, load_change, render_compare
-from maps.workload import grid_workload, render_workload
+from maps.workload import CASE_COLUMNS, case_layers, grid_workload, render_workload
 
 X0, Y0, CELL = 121.60, 38.90, 0.004  # a 4 x 3 block of ~350 m cells in Dalian
 
@@ -148,6 +148,44 @@ def small_district(n_reports: int = 600, seed: int = 1) -> SimpleNamespace:
     )
 
 
+def fake_case_stats(grids: gpd.GeoDataFrame, seed: int = 5) -> pd.DataFrame:
+    """Case statistics shaped like ``geo.stats.case_stats(level="grid")``, without a database.
+
+    The first grid has no row (a grid the statistics do not know), the second has no valid
+    case (its rates and times are NaN, as ``case_stats`` gives them).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(grids)
+    cases = rng.integers(5, 60, n)
+    rejected = rng.integers(0, 3, n)
+    closed = np.minimum(cases - rejected, rng.integers(0, 60, n))
+    frame = pd.DataFrame(
+        {
+            "community_code": grids["community_code"].astype(str).to_numpy(),
+            "street_code": "S1",
+            "cases": cases,
+            "rejected": rejected,
+            "closed": closed,
+            "resolution_rate": closed / (cases - rejected),
+            "on_time_rate": rng.uniform(0.4, 1.0, n),
+            "reopened_rate": rng.uniform(0.0, 0.25, n),
+            "mean_hours_to_close": rng.uniform(4, 90, n),
+            "p90_hours_to_close": rng.uniform(90, 400, n),
+            "satisfaction": rng.uniform(2.5, 5.0, n),
+            "evaluated": rng.integers(1, 30, n),
+            "open": cases - rejected - closed,
+            "overdue": rng.integers(0, 9, n),
+        },
+        index=pd.Index(grids["code"].astype(str), name="code"),
+    )
+    rates = ["resolution_rate", "on_time_rate", "reopened_rate", "mean_hours_to_close"]
+    rates += ["p90_hours_to_close", "satisfaction"]
+    frame.iloc[1, frame.columns.get_indexer(rates)] = np.nan
+    frame.iloc[1, frame.columns.get_indexer(["cases", "rejected", "closed", "evaluated"])] = 0
+    frame.iloc[1, frame.columns.get_indexer(["open", "overdue"])] = 0
+    return frame.iloc[1:]
+
+
 def old_plan() -> gpd.GeoDataFrame:
     """Three bigger grids over the same area (old plan): left half, right bottom, right top."""
     g = wiggly_grids()
@@ -190,6 +228,7 @@ def all_pages(d: SimpleNamespace, mode: str = "inline") -> dict[str, str]:
             roads=d.roads,
             teams=d.teams,
             asset_mode=mode,
+            case_stats=fake_case_stats(d.grids),
         ),
         "compare": render_compare(
             old_plan(),
@@ -472,6 +511,113 @@ def test_workload_page_classes_against_the_band(dist) -> None:
     )
     page2 = render_workload(dist.grids, dist.buildings.iloc[:0], None, (300, 500), stats)
     assert f"目标范围内（{len(dist.grids)} 格）" in page2
+
+
+def _workload(d: SimpleNamespace, **kw) -> str:
+    return render_workload(
+        d.grids, d.buildings, d.reports, (250, 450), communities=d.communities, **kw
+    )
+
+
+def test_workload_page_carries_case_stats_aligned_with_the_grids(dist) -> None:
+    stats = fake_case_stats(dist.grids)
+    shuffled = stats.sample(frac=1.0, random_state=1)  # order of the frame does not matter
+    shuffled["reporter_phone"] = "13912345678"  # extra columns never reach the page
+    page = _workload(dist, case_stats=shuffled)
+    data = payload(page)
+    cases = data["cases"]
+    codes = data["grids"]["code"]
+    assert list(cases) == list(CASE_COLUMNS)
+    assert all(len(v) == len(codes) for v in cases.values())
+    # The grid the statistics do not know: every figure missing.
+    assert codes[0] not in stats.index
+    assert all(v[0] is None for v in cases.values())
+    # No valid case: counts are 0, rates and times missing (shown as "–").
+    assert cases["cases"][1] == 0 and cases["overdue"][1] == 0
+    assert cases["resolution_rate"][1] is None and cases["satisfaction"][1] is None
+    # Rounded: rates in percent with one decimal, hours one decimal, satisfaction two.
+    for i in range(2, len(codes)):
+        row = stats.loc[codes[i]]
+        assert cases["cases"][i] == row["cases"] and cases["overdue"][i] == row["overdue"]
+        assert cases["resolution_rate"][i] == round(100 * row["resolution_rate"], 1)
+        assert cases["on_time_rate"][i] == round(100 * row["on_time_rate"], 1)
+        assert cases["mean_hours_to_close"][i] == round(row["mean_hours_to_close"], 1)
+        assert cases["satisfaction"][i] == round(row["satisfaction"], 2)
+    text = json.dumps(cases)
+    assert not re.search(r"\d\.\d{3}", text)  # nothing longer than two decimals
+    assert "13912345678" not in page and "S1" not in json.dumps(data.get("cases"))
+    # The switch and its colourings, with the band first and selected.
+    switch = re.search(r'<form id="gm-layer".*?</form>', page, re.S)
+    assert switch
+    assert '<option value="band" selected>户数负荷（目标范围）</option>' in switch.group(0)
+    for label in ("超期案件", "办结率", "满意度"):
+        assert f">{label}</option>" in switch.group(0)
+    keys = [spec["key"] for spec in data["caseLayers"]]
+    assert keys[:3] == ["overdue", "open", "resolution_rate"]
+    for spec in data["caseLayers"]:
+        assert len(spec["colors"]) == len(spec["labels"]) == len(spec["breaks"]) + 1
+        assert spec["breaks"] == sorted(set(spec["breaks"]))
+    overdue = data["caseLayers"][0]
+    assert overdue["labels"][0] == "0 件" and overdue["breaks"][0] == 1
+    assert f"合计 {int(stats['overdue'].sum())} 件" in overdue["note"]
+    # The popup block is drawn by gridmap.js, inlined in the page.
+    assert "案件统计" in page and "P90 办结时长" in page
+
+
+def test_workload_page_with_case_stats_is_deterministic(dist) -> None:
+    stats = fake_case_stats(dist.grids)
+    first = _workload(dist, case_stats=stats)
+    assert first == _workload(dist, case_stats=stats.copy())
+    assert first != _workload(dist)
+
+
+def test_workload_page_without_case_stats_is_unchanged(dist) -> None:
+    page = _workload(dist)
+    assert page == _workload(dist, case_stats=None)
+    data = payload(page)
+    assert set(data) == {
+        "bounds",
+        "basemap",
+        "grids",
+        "communities",
+        "streets",
+        "load",
+        "band",
+        "colors",
+        "classLabels",
+        "legendTitle",
+    }
+    assert 'id="gm-layer"' not in page and 'id="gm-band"' in page
+    assert "网格户数与目标" in page
+
+
+def test_workload_page_with_empty_case_stats_shows_dashes(dist) -> None:
+    empty = fake_case_stats(dist.grids).iloc[:0]
+    data = payload(_workload(dist, case_stats=empty))
+    assert all(v == [None] * len(dist.grids) for v in data["cases"].values())
+    assert data["caseLayers"][0]["labels"] == ["0 件", "1 件及以上"]
+
+
+@pytest.mark.parametrize(
+    ("overdue", "breaks", "labels"),
+    [
+        ([0, 0, 0], [1], ["0 件", "1 件及以上"]),
+        ([0, 1, 1, 1], [1], ["0 件", "1 件及以上"]),
+        (
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, None],
+            [1, 3, 5, 7],
+            ["0 件", "1–2 件", "3–4 件", "5–6 件", "7 件及以上"],
+        ),
+        ([0, 2, 2, 2, 9], [1, 3, 4], ["0 件", "1–2 件", "3 件", "4 件及以上"]),
+    ],
+)
+def test_count_layers_have_a_zero_class_and_integer_quantile_classes(
+    overdue: list, breaks: list[int], labels: list[str]
+) -> None:
+    spec = case_layers({"overdue": overdue, "open": overdue})[0]
+    assert spec["breaks"] == breaks
+    assert spec["labels"] == labels
+    assert spec["colors"][0] == "#e5f5e0" and len(set(spec["colors"])) == len(labels)
 
 
 def test_load_change_follows_households_to_their_old_grid() -> None:
