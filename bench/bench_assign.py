@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,13 @@ def in_memory(n_points: int, n_grids: int, repeat: int) -> str:
     def grid_index(arg: Any) -> Any:
         return GridIndex.from_frame(arg).assign(lon, lat)
 
+    def grid_index_validated(arg: Any) -> Any:
+        # A stored plan read back (GET /lookup's loader): validated when it was stored.
+        codes = arg["code"].to_numpy(dtype=object)
+        return GridIndex.from_arrays(codes, arg.geometry.to_numpy(), validated=True).assign(
+            lon, lat
+        )
+
     cases = [
         Case("geopandas.sjoin within, points prebuilt", sjoin, lambda: fresh_grids(grids), True),
         Case(
@@ -98,6 +106,11 @@ def in_memory(n_points: int, n_grids: int, repeat: int) -> str:
             lambda: fresh_grids(grids),
         ),
         Case("GridIndex.from_frame + assign", grid_index, lambda: fresh_grids(grids)),
+        Case(
+            "GridIndex.from_arrays(validated=True) + assign",
+            grid_index_validated,
+            lambda: fresh_grids(grids),
+        ),
     ]
     timings = measure(cases, repeat=repeat)
     # Same answers? (sjoin has no tie rule; the random points here are never on an edge.)
@@ -108,16 +121,37 @@ def in_memory(n_points: int, n_grids: int, repeat: int) -> str:
     agree = int((ours == theirs).sum())
     idx = GridIndex.from_frame(grids)
     labels = idx.raster.labels
+    one_us = single_point_us(idx, lon, lat)
     note = (
         f"{n_points:,} points, {len(grids):,} grids "
         f"({shapely.get_num_coordinates(grids.geometry.to_numpy()).mean():.0f} vertices/grid "
         f"on average); answers agree on {agree:,}/{n_points:,} points; raster "
-        f"{idx.raster.nx}x{idx.raster.ny} cells, {np.mean(labels <= -3):.1%} boundary cells."
+        f"{idx.raster.nx}x{idx.raster.ny} cells, {np.mean(labels <= -3):.1%} boundary cells. "
+        f"One point per call (GET /lookup): best {one_us[0]:.0f} µs, median {one_us[1]:.0f} µs "
+        f"over {len(SINGLE_POINT_SAMPLE)} points of the sample."
     )
     body = table(timings) + "\n\n" + note
     print(body)
     print(f"speed-up vs sjoin: {ratio(timings, 'GridIndex.from_frame + assign'):.1f}x\n")
     return body
+
+
+SINGLE_POINT_SAMPLE = range(0, 1000, 5)
+
+
+def single_point_us(idx: GridIndex, lon: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
+    """Best and median µs of ``assign`` with one point (interior, edge and outside alike)."""
+    times = []
+    for i in SINGLE_POINT_SAMPLE:
+        x, y = lon[i : i + 1], lat[i : i + 1]
+        idx.assign(x, y)  # warm
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            idx.assign(x, y)
+            best = min(best, time.perf_counter() - start)
+        times.append(best * 1e6)
+    return float(np.min(times)), float(np.median(times))
 
 
 def file_to_file(n_points: int, n_grids: int, repeat: int) -> str:

@@ -50,13 +50,13 @@ BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 
 #: Raster cell labels besides a grid position (>= 0).
-_EXACT = -1  # the cell meets an edge (or grids overlap there): ask GEOS
-_OUTSIDE = -2  # the cell is wholly outside every grid
+_OUTSIDE = -1  # the cell is wholly outside every grid (-1: the None at the end of codes)
+_EXACT = -2  # the cell meets an edge (or grids overlap there): ask GEOS
 #: Cells per grid the raster aims for, and the cap on cells (int32 -> 4 bytes each). The
 #: cap keeps the build linear in the edges for plans with very many grids: their cells then
 #: hold a few edges each, which the walk handles (cheaper than a finer table to build).
-_CELLS_PER_GRID = 2048
-_MAX_CELLS = 1 << 21
+_CELLS_PER_GRID = 1024
+_MAX_CELLS = 1 << 22
 _MIN_CELLS = 16
 #: Padding in cell units around every edge: far above float rounding (~1e-12 cells).
 _EDGE_PAD_CELLS = 1e-4
@@ -136,10 +136,10 @@ class _Raster:
         fy = y - self.y0
         fy *= self.inv_dy
         np.clip(fy, 0.0, self.ny - 1, out=fy)
-        flat = fy.astype(np.int32)
-        flat *= self.nx
-        flat += fx.astype(np.int32)
-        return self.labels[flat]
+        np.floor(fy, out=fy)
+        fy *= self.nx
+        fy += fx  # < 2**31 cells: the integer part is exact
+        return self.labels.take(fy.astype(np.intp))
 
     def resolve(self, x: FloatArray, y: FloatArray, slot: IntArray) -> tuple[IntArray, BoolArray]:
         """Grid position of points in boundary cells, and which ones need GEOS.
@@ -240,28 +240,47 @@ class GridIndex:
         """Use ``from_frame`` or ``from_arrays``; this expects validated, code-sorted input."""
         self.codes = codes
         self.geoms = geoms
-        shapely.prepare(self.geoms)
-        self.tree = shapely.STRtree(self.geoms)
+        #: the codes and a None at index -1 (``_OUTSIDE``): one ``take`` gives the answers
+        self._codes_or_none = np.append(codes, None)
+        self._tree: shapely.STRtree | None = None
         self.raster = _build_raster(self.geoms, cells_per_grid)
         self._metric: _Metric | None = None
 
     def __len__(self) -> int:
         return len(self.codes)
 
+    @property
+    def tree(self) -> shapely.STRtree:
+        """STRtree of the grids (prepared), built when a point first needs GEOS."""
+        if self._tree is None:
+            shapely.prepare(self.geoms)
+            self._tree = shapely.STRtree(self.geoms)
+        return self._tree
+
     @classmethod
     def from_arrays(
-        cls, codes: npt.ArrayLike, geoms: npt.ArrayLike, *, cells_per_grid: int = _CELLS_PER_GRID
+        cls,
+        codes: npt.ArrayLike,
+        geoms: npt.ArrayLike,
+        *,
+        cells_per_grid: int = _CELLS_PER_GRID,
+        validated: bool = False,
     ) -> GridIndex:
-        """Index grid ``codes`` and (Multi)Polygon ``geoms`` given in EPSG:4326."""
+        """Index grid ``codes`` and (Multi)Polygon ``geoms`` given in EPSG:4326.
+
+        ``validated=True`` skips the GEOS validity test (the costly part of the checks) for
+        callers whose grids were validated when stored (a published plan read back from the
+        database); codes, types and emptiness are still checked. Invalid polygons given as
+        validated still get answers, but "covers" is then not well defined.
+        """
         codes_a = np.asarray(codes, dtype=object)
         geoms_a = np.asarray(geoms, dtype=object)
         if codes_a.shape != geoms_a.shape or codes_a.ndim != 1:
             raise InvalidInput("codes and geometries must be two 1-d arrays of equal length")
         if len(codes_a) == 0:
             raise InvalidInput("no grids to assign points to", field="grids")
-        codes_s = _check_codes(codes_a)
-        _check_polygons(codes_s, geoms_a)
-        order = np.array(sorted(range(len(codes_s)), key=codes_s.__getitem__), dtype=np.intp)
+        codes_s, order = _check_codes(codes_a)
+        _check_polygons(codes_s, geoms_a, check_valid=not validated)
         return cls(codes_s[order], geoms_a[order], cells_per_grid=cells_per_grid)
 
     @classmethod
@@ -297,34 +316,40 @@ class GridIndex:
         _refuse_non_finite(x, y, row_offset)
         n = len(x)
 
-        pos = self.raster.lookup(x, y).astype(np.intp)
+        # Grid positions (int) all the way; codes are looked up once, at the end.
+        # One pass over all points finds those not answered by the table's gather.
+        pos = self.raster.lookup(x, y)
         on_boundary = np.zeros(n, dtype=bool)
-        edge_cell = np.flatnonzero(pos <= -3)
-        if len(edge_cell):
-            walked, unsure = self.raster.resolve(x[edge_cell], y[edge_cell], -3 - pos[edge_cell])
-            pos[edge_cell] = walked
-            pos[edge_cell[unsure]] = _EXACT
-        exact = np.flatnonzero(pos == _EXACT)
+        special = np.flatnonzero(pos < 0)
+        sub = pos[special]
+        walk = np.flatnonzero(sub <= -3)
+        if len(walk):
+            at = special[walk]
+            walked, unsure = self.raster.resolve(x[at], y[at], -3 - sub[walk])
+            walked[unsure] = _EXACT
+            sub[walk] = walked
+        exact = np.flatnonzero(sub == _EXACT)
         if len(exact):
-            pos_exact, boundary_exact = self._assign_exact(x[exact], y[exact])
-            pos[exact] = pos_exact
-            on_boundary[exact] = boundary_exact
-
-        grid_code = np.full(n, None, dtype=object)
-        covered = pos >= 0
-        grid_code[covered] = self.codes[pos[covered]]
-        nearest_code = np.full(n, None, dtype=object)
-        distance_m = np.full(n, np.nan)
+            at = special[exact]
+            sub[exact], on_boundary[at] = self._assign_exact(x[at], y[at])
+        pos[special] = sub
+        # pos is now a grid position or _OUTSIDE (-1), which takes the None at the end.
+        outside = special[sub < 0]
+        nearest_code = np.empty(n, dtype=object)  # all None
         snapped = np.zeros(n, dtype=bool)
-        outside = np.flatnonzero(~covered)
         if len(outside):
+            distance_m = np.full(n, np.nan)
             near_pos, near_m = self._nearest(x[outside], y[outside])
             nearest_code[outside] = self.codes[near_pos]
             distance_m[outside] = near_m
             if snap_m > 0:
                 snap = near_m <= snap_m
-                grid_code[outside[snap]] = self.codes[near_pos[snap]]
+                pos[outside[snap]] = near_pos[snap]
                 snapped[outside[snap]] = True
+        else:
+            distance_m = np.empty(n)
+            distance_m.fill(np.nan)
+        grid_code = self._codes_or_none.take(pos)
         return Assignment(grid_code, on_boundary, nearest_code, distance_m, snapped)
 
     def _assign_exact(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray]:
@@ -696,18 +721,23 @@ def _scanline_labels(
     col = np.ceil(x_cross - 0.5).astype(np.int64)
     weight = edge_weight[edge]
     weight[by > ay] *= -1.0
-    width = nx + 1
-    row *= width
+    # Edges lie two spare cells inside the table, so 2 <= col <= nx - 2: the crossings of a
+    # row stay in the row and sum to zero there, and one flat cumulative sum over the whole
+    # table is the sum along each row. (float64 sums of integers below 2**53 are exact.)
+    row *= nx
     row += col
-    # float64 sums of integers below 2**53 are exact, whatever the order.
-    diff = np.bincount(row, weights=weight, minlength=ny * width)
-    acc = np.cumsum(diff.reshape(ny, width)[:, :nx], axis=1).ravel()
-    # acc = 2**32 * (grids covering the centre) + sum of their (position + 1).
+    acc = np.bincount(row, weights=weight, minlength=ny * nx)
+    np.cumsum(acc, out=acc)
+    # acc = 2**32 * (grids covering the centre) + sum of their (position + 1): 0 outside,
+    # 2**32 + 1 + position inside one grid, anything else where grids overlap.
+    outside = acc == 0.0
     acc -= float((1 << 32) + 1)
-    outside = acc == -float((1 << 32) + 1)
-    np.clip(acc, -1.0, float(n_grids), out=acc)
+    np.clip(acc, float(_EXACT), float(n_grids), out=acc)
     labels = acc.astype(np.int32)
-    labels[labels == n_grids] = _EXACT  # two or more grids overlap there
+    # Overlaps (n_grids) and what a valid plan cannot give (-1, -2 before the outside cells
+    # are set) go to GEOS.
+    labels[labels == n_grids] = _EXACT
+    labels[labels == -1] = _EXACT
     labels[outside] = _OUTSIDE
     return labels
 
@@ -715,26 +745,32 @@ def _scanline_labels(
 # --- validation ---------------------------------------------------------------------------
 
 
-def _check_codes(codes: ObjArray) -> ObjArray:
-    """Codes as strings, none missing, none repeated."""
-    missing = [i for i, c in enumerate(codes) if c is None or (isinstance(c, float) and c != c)]
-    if missing:
+def _check_codes(codes: ObjArray) -> tuple[ObjArray, IntArray]:
+    """Codes as strings (none missing, none repeated) and their order (code-point order)."""
+    missing = pd.isna(codes)
+    if missing.any():
         raise InvalidInput(
-            f"grid row {missing[0]} has no code ({len(missing)} rows in all)", field="code"
+            f"grid row {int(np.argmax(missing))} has no code ({int(missing.sum())} rows in all)",
+            field="code",
         )
-    out = np.array([c if isinstance(c, str) else str(c) for c in codes], dtype=object)
-    uniq, counts = np.unique(out.astype(str), return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1]
+    if not all(type(c) is str for c in codes):
+        codes = np.array([c if isinstance(c, str) else str(c) for c in codes], dtype=object)
+    # numpy's unicode strings compare by code point, as Python's str and COLLATE "C" do.
+    text = codes.astype(str)
+    order = np.argsort(text, kind="stable")
+    ordered = text[order]
+    dup = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if len(dup):
+        code = ordered[dup[0]]
         raise InvalidInput(
-            f"grid code {dup[0]!r} appears {counts[counts > 1][0]} times",
+            f"grid code {str(code)!r} appears {int((ordered == code).sum())} times",
             field="code",
             fix="a grid's code must be unique within the plan",
         )
-    return out
+    return codes, order
 
 
-def _check_polygons(codes: ObjArray, geoms: ObjArray) -> None:
+def _check_polygons(codes: ObjArray, geoms: ObjArray, *, check_valid: bool = True) -> None:
     """Refuse what would make "covers" ill-defined: missing, empty, non-areal or invalid."""
     type_ids = shapely.get_type_id(geoms)
     for i in np.flatnonzero(~np.isin(type_ids, (3, 6))):
@@ -747,6 +783,8 @@ def _check_polygons(codes: ObjArray, geoms: ObjArray) -> None:
     empty = shapely.is_empty(geoms)
     if empty.any():
         raise InvalidGeometry("grid geometry is empty", field=f"grid {codes[np.argmax(empty)]}")
+    if not check_valid:
+        return
     valid = shapely.is_valid(geoms)
     if not valid.all():
         i = int(np.argmin(valid))
@@ -767,6 +805,9 @@ def _check_snap(snap_m: float) -> float:
 
 
 def _refuse_non_finite(x: FloatArray, y: FloatArray, row_offset: int) -> None:
+    # Sums of finite numbers are finite unless they overflow; NaN and inf propagate.
+    if np.isfinite(x.sum() + y.sum()):
+        return
     bad = ~(np.isfinite(x) & np.isfinite(y))
     if bad.any():
         i = int(np.argmax(bad))

@@ -108,7 +108,8 @@ def load_plan_index(session: Session, plan_id: int) -> PlanIndex:
     if not rows:
         raise NotFound(f"plan {plan_id} has no grids", field="plan")
     geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
-    index = GridIndex.from_arrays([r.code for r in rows], geoms)
+    # Stored plans were validated when they were loaded or drafted: skip is_valid here.
+    index = GridIndex.from_arrays([r.code for r in rows], geoms, validated=True)
     info = {
         r.code: GridInfo(r.code, r.name, r.community_code, r.street_code, r.district_code)
         for r in rows

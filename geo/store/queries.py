@@ -203,7 +203,8 @@ def store_district(
     _store_first_plan_metrics(session, int(plan_id), data)
 
     say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
-    index = GridIndex.from_frame(data.grids, code_column="code")
+    # validate_district has just checked every grid geometry.
+    index = GridIndex.from_frame(data.grids, code_column="code", validated=True)
     b_codes = _assign_codes(index, data.buildings)
     r_codes = _assign_codes(index, data.reports)
 
@@ -682,7 +683,7 @@ def reassign_district(
     pk = district_id(session, code)
     plan = plan_id if plan_id is not None else published_plan_id(session, pk)
     grids = plan_grids(session, plan)
-    index = GridIndex.from_frame(grids, code_column="code")
+    index = GridIndex.from_frame(grids, code_column="code", validated=True)  # stored: valid
     grid_ids = {
         str(c): int(i)
         for c, i in session.execute(select(Grid.code, Grid.id).where(Grid.plan_id == plan)).all()

@@ -356,3 +356,60 @@ def test_hash_collisions_never_merge_different_edges() -> None:
     )
     # edges 0 and 1 are not the same segment ((0,0)-(1,1) vs (1,0)-(0,1)): kept apart
     assert len(edges.ax) == 6 and (edges.grid2 == -1).all()
+
+
+# --- build options ------------------------------------------------------------------------
+
+
+def test_validated_skips_only_the_validity_test() -> None:
+    """Stored plans were validated on the way in: ``validated=True`` trusts their geometry."""
+    bowtie = shapely.Polygon([(X0, Y0), (X1, Y1), (X1, Y0), (X0, Y1)])
+    with pytest.raises(InvalidGeometry, match="invalid"):
+        GridIndex.from_arrays(["a"], [bowtie])
+    assert len(GridIndex.from_arrays(["a"], [bowtie], validated=True)) == 1
+    with pytest.raises(InvalidGeometry, match="Polygon"):
+        GridIndex.from_arrays(["a"], [shapely.Point(X0, Y0)], validated=True)
+    with pytest.raises(InvalidGeometry, match="empty"):
+        GridIndex.from_arrays(["a"], [shapely.Polygon()], validated=True)
+    with pytest.raises(InvalidInput, match="appears 2 times"):
+        GridIndex.from_arrays(["a", "a"], [shapely.box(X0, Y0, X1, Y1)] * 2, validated=True)
+    index = GridIndex.from_arrays(
+        ["b", "a"], [shapely.box(X0, Y0, X1, Y1), shapely.box(X1, Y0, X2, Y1)], validated=True
+    )
+    got = index.assign(np.array([(X0 + X1) / 2, X1]), np.array([(Y0 + Y1) / 2] * 2))
+    assert list(got.grid_code) == ["b", "a"]
+
+
+def test_codes_are_strings_sorted_by_code_point() -> None:
+    """Non-string codes become strings; order and ties follow string order, not numbers."""
+    geoms = [shapely.box(X0, Y0, X1, Y1), shapely.box(X1, Y0, X2, Y1)]
+    index = GridIndex.from_arrays([10, 9], geoms)
+    assert list(index.codes) == ["10", "9"]
+    got = index.assign(np.array([X1, (X0 + X1) / 2]), np.array([(Y0 + Y1) / 2] * 2))
+    assert list(got.grid_code) == ["10", "10"]  # the shared edge goes to "10" < "9"
+    with pytest.raises(InvalidInput, match="'1' appears 2 times"):
+        GridIndex.from_arrays([1, "1"], geoms)
+    with pytest.raises(InvalidInput, match="grid row 1 has no code"):
+        GridIndex.from_arrays(["a", None], geoms)
+    with pytest.raises(InvalidInput, match="grid row 0 has no code"):
+        GridIndex.from_arrays([float("nan"), "a"], geoms)
+
+
+def test_strtree_is_built_only_when_geos_is_needed() -> None:
+    """Interior points are answered by the table; a point on an edge needs the tree."""
+    index = four_squares()
+    got = index.assign(np.array([(X0 + X1) / 2]), np.array([(Y0 + Y1) / 2]))
+    assert got.grid_code[0] == "B" and index._tree is None
+    got = index.assign(np.array([X1]), np.array([Y1]))
+    assert got.grid_code[0] == "A" and index._tree is not None
+
+
+def test_result_arrays_have_stable_types() -> None:
+    """Codes and nearest codes are object arrays of str/None; the rest bool and float."""
+    got = four_squares().assign(np.array([(X0 + X1) / 2, X2 + 0.001]), np.array([Y0 + 1e-4] * 2))
+    assert got.grid_code.dtype == object and got.nearest_grid_code.dtype == object
+    assert list(got.grid_code) == ["B", None]
+    assert list(got.nearest_grid_code) == [None, "A"]
+    assert got.on_boundary.dtype == bool and got.snapped.dtype == bool
+    assert got.distance_m.dtype == np.float64 and np.isnan(got.distance_m[0])
+    assert got.distance_m[1] > 0
