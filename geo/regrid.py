@@ -59,8 +59,17 @@ BALANCE_TOLERANCE = 0.08
 #: Cost of giving up an old boundary by merging, and extra for dissolving a kept grid.
 MERGE_PENALTY = 0.004
 KEEP_PENALTY = 0.02
-#: Weight of cut length (in part widths) against squared relative imbalance in refinement.
+#: Weights of cut cost (in part widths) and of parts' moment of inertia against squared
+#: relative imbalance in refinement; imbalance beyond BALANCE_SOFT costs ten times more.
 CUT_WEIGHT = 0.005
+SHAPE_WEIGHT = 0.01
+BALANCE_SOFT = 0.05
+#: Cost of cutting along a road or an old boundary, per metre, against an ordinary cut.
+LINE_COST = 0.25
+#: Simplification tolerances tried on cut lines (in building spacings, strongest first), and
+#: the root-mean-square share of balance a simplification may give up.
+SMOOTH_SHARES = (2.0, 1.4, 1.0, 0.6, 0.3, 0.15)
+SMOOTH_SLACK = 0.02
 #: Candidate cut directions of the recursive bisection.
 N_ANGLES = 12
 #: Restarts of a unit's partition while its worst part is further than this from the mean.
@@ -116,8 +125,9 @@ def regrid(
     """Draw a draft plan that meets the guarantees, or refuse with the reason.
 
     ``used_codes`` are all grid codes the district ever used (retired ones included); new
-    codes never collide with them. ``roads`` is accepted for the contract but not used yet.
-    Same input and seed give byte-identical output.
+    codes never collide with them. Where ``roads`` are given, new cuts prefer to run along
+    them (and, inside merged old grids, along the old boundaries). Same input and seed give
+    byte-identical output.
     """
     t0 = time.perf_counter()
     say = progress or (lambda stage, share: None)
@@ -132,6 +142,8 @@ def regrid(
     load = building_loads(bld, request.weights)
     households = pd.to_numeric(bld["households"], errors="coerce").fillna(0).to_numpy(float)
     _check_request(request, len(comm), len(bld))
+    road_geoms = _road_lines(roads, crs, gs)
+    road_tree = shapely.STRtree(road_geoms)
     say("prepare", 0.0)
 
     # Pieces: old grids clipped to their community, plus any uncovered part of a community.
@@ -188,7 +200,10 @@ def regrid(
             if unit.n == 1:
                 parts = [region]
             else:
-                parts = _split_unit(region, b_xy[b_idx], load[b_idx], unit.n, gs, request.seed)
+                lines = _cut_lines(region, piece_geom[unit.members], road_geoms, road_tree, gs)
+                parts = _split_unit(
+                    region, b_xy[b_idx], load[b_idx], unit.n, gs, request.seed, lines
+                )
             code = piece_code[unit.members[0]] if len(unit.members) == 1 and unit.n == 1 else None
             note = _unit_note(unit, band, load[b_idx], bld["building_id"].to_numpy()[b_idx])
             for geom in parts:
@@ -202,7 +217,7 @@ def regrid(
     seconds_partition = time.perf_counter() - t_part
 
     say("node coverage", 0.8)
-    out_geom = node_coverage(out_geom, gs)
+    out_geom = _merge_slivers(node_coverage(out_geom, gs), out_comm, comm_geoms, gs)
 
     # Codes: kept grids keep theirs; new ones continue each community's sequence.
     used = {*map(str, used_codes), *(c for c in piece_code if c)}
@@ -278,6 +293,30 @@ def _old_grids(grids: gpd.GeoDataFrame | None, crs: Any) -> gpd.GeoDataFrame:
     if "name" not in g.columns:
         g = g.assign(name=None)
     return g
+
+
+def _road_lines(roads: gpd.GeoDataFrame | None, crs: Any, gs: float) -> Any:
+    """Road centre lines on the precision grid (an empty array without a road layer)."""
+    if roads is None or len(roads) == 0:
+        return np.zeros(0, dtype=object)
+    r = roads.to_crs(crs) if roads.crs is not None and roads.crs != crs else roads
+    geoms = shapely.set_precision(r.geometry.values, gs)
+    lines = shapely.get_parts(geoms[shapely.get_dimensions(geoms) == 1])
+    return np.asarray(lines[~shapely.is_empty(lines)], dtype=object)
+
+
+def _cut_lines(region: Any, members: Any, roads: Any, tree: shapely.STRtree, gs: float) -> Any:
+    """Lines a unit's cuts should follow: roads across it and old boundaries inside it."""
+    lines = []
+    hit = tree.query(region, predicate="intersects")
+    if len(hit):
+        inside = shapely.intersection(shapely.union_all(roads[np.sort(hit)]), region, grid_size=gs)
+        lines.extend(p for p in shapely.get_parts(inside) if p.geom_type == "LineString")
+    if len(members) > 1:
+        lines.extend(shapely.boundary(members))
+    if not lines:
+        return None
+    return shapely.union_all(lines, grid_size=gs)
 
 
 def _check_request(request: RegridRequest, n_communities: int, n_buildings: int) -> None:
@@ -626,90 +665,295 @@ def _names(
 
 
 def _split_unit(
-    region: Any, xy: FloatArray, w: FloatArray, n: int, gs: float, seed: int
+    region: Any,
+    xy: FloatArray,
+    w: FloatArray,
+    n: int,
+    gs: float,
+    seed: int,
+    cut_lines: Any = None,
 ) -> list[Any]:
-    """Cut ``region`` into n connected parts of balanced load along Voronoi cell edges."""
+    """Cut ``region`` into n connected, compact parts of balanced load between buildings.
+
+    Nodes are the buildings' Voronoi cells, themselves cut by ``cut_lines`` (roads and the
+    old boundaries inside a merged unit), so a cut can run exactly along those lines; edges
+    on them cost :data:`LINE_COST` of an ordinary edge.
+    """
     uxy, inverse, cells = voronoi_sites(region, xy, gs)
     site_w = np.bincount(inverse, w, minlength=len(uxy))
-    # Nodes: the piece of each cell holding its site, plus stray pieces (no load).
-    node_geom: list[Any] = []
-    node_w: list[float] = []
-    node_xy: list[tuple[float, float]] = []
-    for s, cell in enumerate(cells):
-        parts = list(shapely.get_parts(cell)) if not cell.is_empty else []
-        if not parts:
-            continue
-        pt = shapely.Point(uxy[s])
-        home = int(np.argmin(shapely.distance(np.asarray(parts, dtype=object), pt)))
-        for t, part in enumerate(parts):
-            node_geom.append(part)
-            node_w.append(float(site_w[s]) if t == home else 0.0)
-            c = uxy[s] if t == home else shapely.get_coordinates(part.centroid)[0]
-            node_xy.append((float(c[0]), float(c[1])))
-    geoms = np.asarray(node_geom, dtype=object)
-    wts = np.asarray(node_w)
-    kx = float(np.cos(np.radians(np.mean(uxy[:, 1])))) if gs < 1e-3 else 1.0
-    pos = np.asarray(node_xy) * np.array([kx, 1.0])
-    ei, ej, elen = _cell_adjacency(geoms, gs, kx)
+    geoms, cell_of = _cell_faces(cells, cut_lines, gs)
+    # Each cell's load goes to its face holding the site; other faces (cut off by a line, or
+    # stray pieces of a clipped cell) carry none.
     m = len(geoms)
+    dist = shapely.distance(geoms, shapely.points(uxy[cell_of]))
+    order = np.lexsort((np.arange(m), dist, cell_of))
+    first = np.r_[True, cell_of[order][1:] != cell_of[order][:-1]]
+    is_home = np.zeros(m, dtype=bool)
+    is_home[order[first]] = True
+    wts = np.where(is_home, site_w[cell_of], 0.0)
+    kx = float(np.cos(np.radians(np.mean(uxy[:, 1])))) if gs < 1e-3 else 1.0
+    scale = np.array([kx, 1.0])
+    cent = shapely.get_coordinates(shapely.centroid(geoms)) * scale
+    pos = np.where(is_home[:, None], uxy[cell_of] * scale, cent)
+    area = shapely.area(geoms) * kx
+    ei, ej, elen = _cell_adjacency(geoms, gs, kx)
+    block = _blocks(region, cut_lines, geoms, gs)
+    # Faces without load join a loaded neighbour in their block, so no move has to cross a
+    # plateau of weightless faces; a node is then a cell as far as its block reaches.
+    group = _contract(wts > 0, block, ei, ej, elen)
+    m = int(group.max()) + 1
+    wts = np.bincount(group, wts, minlength=m)
+    g_area = np.bincount(group, area, minlength=m)
+    cent = (
+        np.column_stack([np.bincount(group, area * cent[:, k], minlength=m) for k in (0, 1)])
+        / np.maximum(g_area, 1e-300)[:, None]
+    )
+    lead = np.full(m, -1, dtype=np.int64)
+    loaded_faces = np.flatnonzero(is_home)
+    lead[group[loaded_faces[::-1]]] = loaded_faces[::-1]
+    pos = np.where((lead >= 0)[:, None], pos[np.maximum(lead, 0)], cent)
+    area = g_area
+    g_block = np.zeros(m, dtype=np.int64)
+    g_block[group] = block
+    block = g_block
+    gi, gj = group[ei], group[ej]
+    keep = gi != gj
+    gi, gj, glen = np.minimum(gi, gj)[keep], np.maximum(gi, gj)[keep], elen[keep]
+    key, inv = np.unique(gi * m + gj, return_inverse=True)
+    elen = np.bincount(inv.reshape(-1), glen)
+    ei, ej = key // m, key % m
+    ecost = np.where(block[ei] != block[ej], LINE_COST, 1.0) * elen
     adj: list[list[tuple[int, float]]] = [[] for _ in range(m)]
-    for a, b, length in zip(ei.tolist(), ej.tolist(), elen.tolist(), strict=True):
-        adj[a].append((b, length))
-        adj[b].append((a, length))
-    width = float(np.sqrt(max(shapely.area(region) * kx, 1e-30) / n))
-    target = max(float(wts.sum()) / n, 1e-12)
+    for a, b, cost in zip(ei.tolist(), ej.tolist(), ecost.tolist(), strict=True):
+        adj[a].append((b, cost))
+        adj[b].append((a, cost))
+    width = float(np.sqrt(max(float(area.sum()), 1e-30) / n))
+    shape = _Shape(wts, area, cent, width)
+    n_blocks = int(block.max()) + 1 if m else 1
     best: tuple[float, IntArray] | None = None
-    # Refinement can stall in a local optimum; a few restarts with other cut directions
-    # (deterministic, derived from the seed) escape most of them.
+    # Refinement stalls in local optima; other starts (cut directions derived from the seed,
+    # and cuts that follow whole blocks first) escape most of them. All deterministic.
     for attempt in range(RESTARTS):
         labels = np.zeros(m, dtype=np.int64)
-        offset = ((seed + attempt * 37) % 97) / 97.0
+        offset = ((seed + (attempt // 2) * 37) % 97) / 97.0
         angles = (np.arange(N_ANGLES) + offset) * np.pi / N_ANGLES
-        _bisect(np.arange(m), n, 0, labels, pos, wts, angles)
+        by_block = attempt % 2 == 1
+        if by_block and n_blocks == 1:
+            continue
+        _bisect(np.arange(m), n, 0, labels, pos, wts, angles, block if by_block else None)
         _repair_contiguity(labels, adj, wts, n)
-        _refine(labels, adj, wts, n, width)
+        _refine(labels, adj, shape, n)
         _repair_contiguity(labels, adj, wts, n)
-        dev = float(np.abs(np.bincount(labels, wts, minlength=n) / target - 1).max())
-        if best is None or dev < best[0] - 1e-12:
-            best = (dev, labels)
-        if dev <= RESTART_BELOW:
+        score = shape.score(labels, adj, n)
+        if best is None or score < best[0] - 1e-12:
+            best = (score, labels)
+        if attempt >= 1 and shape.worst(best[1], n) <= RESTART_BELOW:
             break
     assert best is not None
     labels = best[1]
-    parts_out = [_union_cells(geoms[labels == p], gs) for p in range(n)]
-    parts_out = [p for p in parts_out if not p.is_empty]
+    face_label = labels[group]
+    parts_out = [_union_cells(geoms[face_label == p], gs) for p in range(n)]
+    parts_out = _attach_strays([p for p in parts_out if not p.is_empty], gs)
     if len(parts_out) == n:
-        home = np.asarray([labels[k] for k in range(m) if wts[k] > 0 or k < 0], dtype=np.int64)
-        loaded = np.asarray([node_xy[k] for k in range(m) if wts[k] > 0])
+        sited = is_home & (site_w[cell_of] > 0)
         parts_out = _smooth_cuts(
-            parts_out, loaded, home, gs, float(np.sqrt(shapely.area(region) / m))
+            parts_out,
+            uxy[cell_of[sited]],
+            site_w[cell_of[sited]],
+            face_label[sited],
+            gs,
+            float(np.sqrt(shapely.area(region) / len(uxy))),
         )
     return parts_out
 
 
+def _merge_slivers(geoms: list[Any], comm_of: list[int], comm_geoms: Any, gs: float) -> list[Any]:
+    """Give stray pieces (slivers from re-noding where a cut meets a unit's edge) of a grid
+    in a one-piece community to the grid of that community sharing the longest edge."""
+    out = list(geoms)
+    arr = np.asarray(out, dtype=object)
+    multi = np.flatnonzero(shapely.get_num_geometries(arr) > 1)
+    if len(multi) == 0:
+        return out
+    tree = shapely.STRtree(arr)
+    for i in multi.tolist():
+        if shapely.get_num_geometries(comm_geoms[comm_of[i]]) > 1:
+            continue
+        pieces = sorted(shapely.get_parts(out[i]), key=lambda g: -g.area)
+        keep = [pieces[0]]
+        for piece in pieces[1:]:
+            cand = [
+                int(j)
+                for j in np.sort(tree.query(piece, predicate="intersects"))
+                if j != i and comm_of[j] == comm_of[i]
+            ]
+            shared = [
+                shapely.length(shapely.intersection(piece.boundary, out[j].boundary)) for j in cand
+            ]
+            if cand and max(shared) > 0:
+                j = cand[int(np.argmax(shared))]
+                out[j] = polygonal(shapely.union(out[j], piece, grid_size=gs))
+            else:
+                keep.append(piece)
+        out[i] = keep[0] if len(keep) == 1 else shapely.MultiPolygon(keep)
+    return out
+
+
+def _attach_strays(parts: list[Any], gs: float) -> list[Any]:
+    """Give each stray piece of a part (a sliver left by noding the cut lines, touching its
+    part only at a point) to the part it shares the longest edge with."""
+    out = list(parts)
+    for i in range(len(out)):
+        pieces = list(shapely.get_parts(out[i]))
+        if len(pieces) <= 1:
+            continue
+        pieces.sort(key=lambda g: -g.area)
+        keep = [pieces[0]]
+        for piece in pieces[1:]:
+            others = [j for j in range(len(out)) if j != i]
+            shared = shapely.length(
+                shapely.intersection(
+                    shapely.boundary(piece), shapely.boundary(np.asarray([out[j] for j in others]))
+                )
+            )
+            if len(others) and shared.max() > 0:
+                j = others[int(np.argmax(shared))]
+                out[j] = polygonal(shapely.union(out[j], piece, grid_size=gs))
+            else:
+                keep.append(piece)
+        out[i] = keep[0] if len(keep) == 1 else shapely.MultiPolygon(keep)
+    return out
+
+
+def _cell_faces(cells: list[Any], cut_lines: Any, gs: float) -> tuple[Any, IntArray]:
+    """Polygons of the cells cut by ``cut_lines``, and the cell each came from.
+
+    Without lines, a cell's parts (a clipped cell can fall apart) are its faces. With lines,
+    all cell boundaries and the lines are noded together and polygonized, so neighbouring
+    faces share identical segments (what ``_cell_adjacency`` matches).
+    """
+    arr = np.asarray(cells, dtype=object)
+    if cut_lines is None or cut_lines.is_empty:
+        parts, idx = shapely.get_parts(arr, return_index=True)
+        keep = ~shapely.is_empty(parts)
+        return np.asarray(parts[keep], dtype=object), idx[keep].astype(np.int64)
+    lines = shapely.union_all(
+        np.concatenate([shapely.boundary(arr), np.asarray([cut_lines], dtype=object)]),
+        grid_size=gs,
+    )
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
+    )
+    tree = shapely.STRtree(arr)
+    f_idx, c_idx = tree.query(shapely.point_on_surface(faces), predicate="within")
+    owner = np.full(len(faces), -1, dtype=np.int64)
+    order = np.lexsort((c_idx, f_idx))
+    f_idx, c_idx = f_idx[order], c_idx[order]
+    first = np.r_[True, f_idx[1:] != f_idx[:-1]] if len(f_idx) else np.zeros(0, dtype=bool)
+    owner[f_idx[first]] = c_idx[first]
+    for f in np.flatnonzero(owner < 0):
+        cand = np.sort(tree.query(faces[f], predicate="intersects"))
+        if len(cand) == 0:
+            continue
+        shared = shapely.area(shapely.intersection(arr[cand], faces[f]))
+        if shared.max() > 0.5 * faces[f].area:
+            owner[f] = cand[int(np.argmax(shared))]
+    keep = owner >= 0
+    return faces[keep], owner[keep]
+
+
+def _contract(
+    loaded: Any, block: IntArray, ei: IntArray, ej: IntArray, length: FloatArray
+) -> IntArray:
+    """Group faces: each loaded face leads a group; weightless faces join the group of the
+    neighbour in the same block they share the longest edge with (rounds of a breadth-first
+    growth); faces of a block without load form one group per block."""
+    m = len(block)
+    group = np.where(loaded, np.arange(m), -1)
+    same = block[ei] == block[ej]
+    a, b, ln = ei[same], ej[same], length[same]
+    src = np.concatenate([a, b])
+    dst = np.concatenate([b, a])
+    lens = np.concatenate([ln, ln])
+    while True:
+        # Edges from an unassigned face to an assigned one, best (longest, then lowest) first.
+        ok = (group[src] < 0) & (group[dst] >= 0)
+        if not ok.any():
+            break
+        s_, d_, l_ = src[ok], dst[ok], lens[ok]
+        order = np.lexsort((group[d_], -l_, s_))
+        s_, d_ = s_[order], d_[order]
+        first = np.r_[True, s_[1:] != s_[:-1]]
+        group[s_[first]] = group[d_[first]]
+    rest = np.flatnonzero(group < 0)
+    for f in rest.tolist():
+        if group[f] >= 0:
+            continue
+        group[f] = f
+        stack = [f]
+        while stack:
+            v = stack.pop()
+            for u in np.concatenate([b[a == v], a[b == v]]).tolist():
+                if group[u] < 0:
+                    group[u] = f
+                    stack.append(u)
+    _, dense = np.unique(group, return_inverse=True)
+    return dense.reshape(-1).astype(np.int64)
+
+
+def _blocks(region: Any, cut_lines: Any, faces: Any, gs: float) -> IntArray:
+    """Which piece of ``region`` cut by ``cut_lines`` holds each face (all 0 without lines)."""
+    if cut_lines is None or cut_lines.is_empty or len(faces) == 0:
+        return np.zeros(len(faces), dtype=np.int64)
+    lines = shapely.union_all([shapely.boundary(region), cut_lines], grid_size=gs)
+    blocks = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
+    )
+    out = np.zeros(len(faces), dtype=np.int64)
+    if len(blocks) <= 1:
+        return out
+    f_idx, b_idx = shapely.STRtree(blocks).query(
+        shapely.point_on_surface(faces), predicate="within"
+    )
+    order = np.lexsort((b_idx, f_idx))
+    out[f_idx[order]] = b_idx[order] + 1  # faces in no block (snapping slivers) stay in 0
+    return out
+
+
 def _smooth_cuts(
-    parts: list[Any], sites: FloatArray, home: IntArray, gs: float, spacing: float
+    parts: list[Any], sites: FloatArray, w: FloatArray, home: IntArray, gs: float, spacing: float
 ) -> list[Any]:
     """Straighten the cut lines inside a unit (never its outer boundary).
 
-    Voronoi-union cuts zigzag; simplifying them raises compactness. A simplification is kept
-    only if every loaded building stays in its part, at least a fifth of the building
-    spacing away from the new boundary, and every part stays one valid polygon.
+    Voronoi-union cuts zigzag, which is what costs most compactness. The strongest
+    simplification is kept under which every part stays one valid polygon with load, no
+    building comes closer to a boundary than a fifth of the building spacing (unless it
+    already was), and balance stays about as good: a building may change sides.
     """
     if len(sites) == 0:
         return parts
     pts = shapely.points(sites)
     arr = np.asarray(parts, dtype=object)
-    for share in (0.6, 0.3, 0.15):
+    n = len(arr)
+    clear = np.minimum(shapely.distance(shapely.boundary(arr[home]), pts), spacing * 0.2) - gs
+    mean = max(float(w.sum()) / n, 1e-12)
+    old_dev = np.bincount(home, w, minlength=n) / mean - 1
+    allowed_sq = float(np.sum(old_dev**2)) + SMOOTH_SLACK**2 * n
+    allowed_max = max(float(np.abs(old_dev).max()), BALANCE_SOFT)
+    for share in SMOOTH_SHARES:
         simp = snap(shapely.coverage_simplify(arr, spacing * share, simplify_boundary=False), gs)
         if not all(g.geom_type == "Polygon" and g.is_valid for g in simp):
             continue
         owner = assign_buildings(simp, pts)
-        if not np.array_equal(owner, home):
+        if (owner < 0).any():
             continue
-        before = shapely.distance(shapely.boundary(arr[home]), pts)
-        after = shapely.distance(shapely.boundary(simp[home]), pts)
-        if (after < np.minimum(before, spacing * 0.2) - gs).any():
+        load = np.bincount(owner, w, minlength=n)
+        dev = load / mean - 1
+        if (load <= 0).any() or float(np.sum(dev**2)) > allowed_sq:
+            continue
+        if float(np.abs(dev).max()) > allowed_max:
+            continue
+        if (shapely.distance(shapely.boundary(simp[owner]), pts) < clear).any():
             continue
         return list(simp)
     return parts
@@ -770,8 +1014,13 @@ def _bisect(
     pos: FloatArray,
     w: FloatArray,
     angles: FloatArray,
+    block: IntArray | None = None,
 ) -> None:
-    """Weighted recursive bisection; the cut direction keeps both halves round."""
+    """Weighted recursive bisection; the cut direction keeps both halves round.
+
+    With ``block``, nodes are ordered block by block (by the block's mean position) before
+    their own position, so a cut first runs along block edges: roads and old boundaries.
+    """
     if n == 1 or len(nodes) <= 1:
         labels[nodes] = first
         return
@@ -784,7 +1033,12 @@ def _bisect(
         direction = np.array([np.cos(theta), np.sin(theta)])
         proj = pos[nodes] @ direction
         perp = pos[nodes] @ np.array([-direction[1], direction[0]])
-        order = np.lexsort((nodes, proj))
+        if block is None:
+            order = np.lexsort((nodes, proj))
+        else:
+            b = block[nodes]
+            b_mean = np.bincount(b, proj) / np.maximum(np.bincount(b), 1)
+            order = np.lexsort((nodes, proj, b_mean[b]))
         cw = np.cumsum(wn[order])
         loaded = np.cumsum(wn[order] > 0)
         valid = (loaded >= n1) & (loaded[-1] - loaded >= n2)
@@ -804,8 +1058,8 @@ def _bisect(
         return
     left = np.sort(best[2])
     right = np.setdiff1d(nodes, left)
-    _bisect(left, n1, first, labels, pos, w, angles)
-    _bisect(right, n2, first + n1, labels, pos, w, angles)
+    _bisect(left, n1, first, labels, pos, w, angles, block)
+    _bisect(right, n2, first + n1, labels, pos, w, angles, block)
 
 
 def _components(
@@ -859,62 +1113,152 @@ def _repair_contiguity(
             return
 
 
-def _refine(
-    labels: IntArray, adj: list[list[tuple[int, float]]], w: FloatArray, n: int, width: float
-) -> None:
-    """Move boundary cells between parts while balance and cut length improve.
+class _Shape:
+    """The objective a unit's partition minimises, with O(1) deltas for one cell's move.
 
-    A move never disconnects the part it leaves (the receiving part touches the cell).
+    Squared relative imbalance (steeper beyond :data:`BALANCE_SOFT`), cut cost in part
+    widths, and each part's normalised moment of inertia (2π·I/A², 1 for a disc, growing
+    as a part stretches or frays), which is what keeps parts round.
+    """
+
+    def __init__(self, w: FloatArray, area: FloatArray, xy: FloatArray, width: float) -> None:
+        self.w = w
+        self.a = area
+        self.x = xy[:, 0] - xy[:, 0].mean() if len(xy) else xy[:, 0]
+        self.y = xy[:, 1] - xy[:, 1].mean() if len(xy) else xy[:, 1]
+        self.q = self.a * (self.x**2 + self.y**2)
+        self.width = width
+
+    def stats(self, labels: IntArray, n: int) -> list[FloatArray]:
+        return [
+            np.bincount(labels, v, minlength=n).astype(float)
+            for v in (self.w, self.a, self.a * self.x, self.a * self.y, self.q)
+        ]
+
+    @staticmethod
+    def bal(x: float) -> float:
+        ex = abs(x) - BALANCE_SOFT
+        return x * x + (10.0 * ex * ex if ex > 0 else 0.0)
+
+    @staticmethod
+    def inertia(a: float, sx: float, sy: float, q: float) -> float:
+        if a <= 0:
+            return 0.0
+        return 2 * np.pi * (q - (sx * sx + sy * sy) / a) / (a * a)
+
+    def score(self, labels: IntArray, adj: list[list[tuple[int, float]]], n: int) -> float:
+        load, a, sx, sy, q = self.stats(labels, n)
+        target = max(float(load.sum()) / n, 1e-12)
+        cut = sum(c for v, row in enumerate(adj) for u, c in row if labels[u] != labels[v]) / 2
+        return float(
+            sum(self.bal(x / target - 1) for x in load)
+            + CUT_WEIGHT * cut / self.width
+            + SHAPE_WEIGHT * sum(self.inertia(*s) for s in zip(a, sx, sy, q, strict=True))
+        )
+
+    def worst(self, labels: IntArray, n: int) -> float:
+        load = np.bincount(labels, self.w, minlength=n)
+        return float(np.abs(load / max(float(load.mean()), 1e-12) - 1).max())
+
+
+def _refine(labels: IntArray, adj: list[list[tuple[int, float]]], shape: _Shape, n: int) -> None:
+    """Move boundary cells between parts while the objective of ``shape`` improves.
+
+    A move never empties or disconnects the part it leaves (the receiving part touches the
+    cell). Cells are visited from a work list in index order; a move re-queues neighbours.
     """
     m = len(labels)
-    total = float(w.sum())
+    total = float(shape.w.sum())
     if n < 2 or total <= 0:
         return
     target = total / n
-    loads = np.bincount(labels, w, minlength=n).astype(float)
-    for _ in range(6 * m):
-        cands: list[tuple[float, int, int]] = []
-        for v in range(m):
-            a = int(labels[v])
-            to: dict[int, float] = {}
-            own = 0.0
-            for u, length in adj[v]:
-                lu = int(labels[u])
-                if lu == a:
-                    own += length
-                else:
-                    to[lu] = to.get(lu, 0.0) + length
-            if not to:
-                continue
-            wv = w[v]
-            for b, lb in to.items():
-                d_bal = (
-                    (loads[a] - wv - target) ** 2
-                    + (loads[b] + wv - target) ** 2
-                    - (loads[a] - target) ** 2
-                    - (loads[b] - target) ** 2
-                ) / target**2
-                d_cut = CUT_WEIGHT * (own - lb) / width
-                d = d_bal + d_cut
-                if d < -1e-12:
-                    cands.append((d, v, b))
-        if not cands:
-            return
-        cands.sort()
-        moved = False
-        for _d, v, b in cands:
-            a = int(labels[v])
-            rest = [u for u in np.flatnonzero(labels == a).tolist() if u != v]
-            if not rest:
-                continue
-            labels[v] = -1
-            ok = len(_components(rest, labels, adj)) == 1
-            labels[v] = a
-            if ok:
-                labels[v] = b
-                loads[a] -= w[v]
-                loads[b] += w[v]
-                moved = True
-                break
-        if not moved:
-            return
+    load, ar, sx, sy, q = (s.tolist() for s in shape.stats(labels, n))
+    count = np.bincount(labels, minlength=n).tolist()
+    lab = labels.tolist()
+    w, a, x, y, qq = (v.tolist() for v in (shape.w, shape.a, shape.x, shape.y, shape.q))
+    bal, inertia, width = shape.bal, shape.inertia, shape.width
+    queue = list(range(m))
+    queued = [True] * m
+    head = 0
+    budget = 30 * m
+    while head < len(queue) and budget > 0:
+        v = queue[head]
+        head += 1
+        queued[v] = False
+        budget -= 1
+        p = lab[v]
+        to: dict[int, float] = {}
+        own = 0.0
+        for u, c in adj[v]:
+            lu = lab[u]
+            if lu == p:
+                own += c
+            else:
+                to[lu] = to.get(lu, 0.0) + c
+        if not to or count[p] <= 1:
+            continue
+        wv, av, xv, yv, qv = w[v], a[v], x[v], y[v], qq[v]
+        base_p = bal(load[p] / target - 1) + SHAPE_WEIGHT * inertia(ar[p], sx[p], sy[p], q[p])
+        new_p = bal((load[p] - wv) / target - 1) + SHAPE_WEIGHT * inertia(
+            ar[p] - av, sx[p] - av * xv, sy[p] - av * yv, q[p] - qv
+        )
+        best_d, best_b = -1e-12, -1
+        for b in sorted(to):
+            d = (
+                new_p
+                - base_p
+                + bal((load[b] + wv) / target - 1)
+                - bal(load[b] / target - 1)
+                + SHAPE_WEIGHT
+                * (
+                    inertia(ar[b] + av, sx[b] + av * xv, sy[b] + av * yv, q[b] + qv)
+                    - inertia(ar[b], sx[b], sy[b], q[b])
+                )
+                + CUT_WEIGHT * (own - to[b]) / width
+            )
+            if d < best_d:
+                best_d, best_b = d, b
+        if best_b < 0 or not _stays_connected(v, p, lab, adj):
+            continue
+        b = best_b
+        lab[v] = b
+        count[p] -= 1
+        count[b] += 1
+        load[p] -= wv
+        load[b] += wv
+        ar[p] -= av
+        ar[b] += av
+        sx[p] -= av * xv
+        sx[b] += av * xv
+        sy[p] -= av * yv
+        sy[b] += av * yv
+        q[p] -= qv
+        q[b] += qv
+        for u, _ in adj[v]:
+            if not queued[u]:
+                queued[u] = True
+                queue.append(u)
+        if not queued[v]:
+            queued[v] = True
+            queue.append(v)
+    labels[:] = lab
+
+
+def _stays_connected(v: int, p: int, lab: list[int], adj: list[list[tuple[int, float]]]) -> bool:
+    """Whether part p stays connected without v: its neighbours of v still reach each other."""
+    nbrs = [u for u, _ in adj[v] if lab[u] == p]
+    if len(nbrs) <= 1:
+        return True
+    want = set(nbrs)
+    start = nbrs[0]
+    seen = {start, v}
+    stack = [start]
+    want.discard(start)
+    while stack and want:
+        s = stack.pop()
+        for u, _ in adj[s]:
+            if u not in seen and lab[u] == p:
+                seen.add(u)
+                want.discard(u)
+                stack.append(u)
+    return not want

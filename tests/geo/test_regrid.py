@@ -263,3 +263,38 @@ def test_tiny_fixture() -> None:
     r = regrid(d.communities, d.grids, d.buildings, RegridRequest(target=16), roads=d.roads)
     assert check_plan(d.communities, r.grids, d.buildings) == []
     assert len(r.grids) == 16
+
+
+def test_cuts_follow_a_road_across_a_community() -> None:
+    """A road crossing every community: with the road layer, more new boundary lies on it::
+
+    +--------+--------+--------+
+    |   ============road=====  |   (y = mid-height of the top row)
+    +--------+--------+--------+
+    """
+    c, g, b = synthetic(3, gx=1, gy=1, per_comm=80)
+    y = round(Y0 + 0.008 * 1.5, 7)
+    road = gpd.GeoDataFrame(
+        {"name": ["路"]},
+        geometry=[shapely.LineString([(X0 - 0.001, y), (X0 + 0.031, y)])],
+        crs="EPSG:4326",
+    )
+    on_road = []
+    for roads in (None, road):
+        res = regrid(c, g, b, RegridRequest(target=12), roads=roads)
+        assert check_plan(c, res.grids, b) == []
+        assert shapely.coverage_is_valid(res.grids.geometry.values)
+        inner = shapely.difference(
+            shapely.union_all(res.grids.boundary.values),
+            shapely.union_all(c.boundary.values).buffer(1e-6),
+        )
+        near = shapely.intersection(inner, road.geometry.iat[0].buffer(2e-6))
+        on_road.append(near.length / max(inner.length, 1e-12))
+    assert on_road[1] > on_road[0] + 0.1
+
+
+def test_drawn_grids_are_compact(district, result) -> None:  # type: ignore[no-untyped-def]
+    m = result.grid_metrics
+    drawn = m[~m["kept"]]
+    assert drawn["polsby_popper"].min() >= 0.2
+    assert drawn["polsby_popper"].mean() >= 0.45
