@@ -87,9 +87,9 @@ def simplify_coverage(grids: gpd.GeoDataFrame, tolerance_m: float = 2.0) -> gpd.
     Simplifying each polygon on its own opens slivers and gaps between neighbours;
     ``shapely.coverage_simplify`` on the whole layer keeps every shared edge shared.
     The simplification runs in the metric (UTM) CRS so ``tolerance_m`` is in metres.
-    After rounding the tiling is checked with ``shapely.coverage_is_valid``; if rounding
-    broke it (or the input was not a tiling) the rounded unsimplified geometry is kept and
-    a warning says so.
+    After rounding the tiling is checked with ``shapely.coverage_is_valid``; an input that
+    is not a tiling is drawn unsimplified, and a warning says when rounding collapsed
+    details.
     """
     out = to_wgs84(grids) if grids.crs is not None else grids.set_crs(4326)
     if len(out) == 0:
@@ -107,8 +107,13 @@ def simplify_coverage(grids: gpd.GeoDataFrame, tolerance_m: float = 2.0) -> gpd.
         back = gpd.GeoSeries(thin, crs=crs).to_crs(4326).to_numpy()
         simplified = _round_coords(back)
         if not (shapely.coverage_is_valid(simplified) and shapely.is_valid(simplified).all()):
-            warnings.warn("rounding broke the simplified tiling: drawn unsimplified", stacklevel=2)
-            simplified = _round_coords(original)
+            # Rounding to 1e-6° can collapse a few centimetre-scale details of a dense plan.
+            # Shared vertices still round alike, so neighbours keep their shared edges, and
+            # the unsimplified layer would round the same way: keep the lighter one.
+            warnings.warn(
+                "rounding to display precision collapsed some tiny details of the tiling",
+                stacklevel=2,
+            )
     result = out.copy()
     result[result.geometry.name] = simplified
     return result
@@ -125,8 +130,22 @@ def dissolve_by(grids: gpd.GeoDataFrame, key: pd.Series) -> dict[str, Any]:
     for value, idx in pd.Series(range(len(grids)), index=key.astype(str).to_numpy()).groupby(
         level=0, sort=True
     ):
-        out[str(value)] = shapely.coverage_union_all(geoms[idx.to_numpy()])
+        out[str(value)] = union_of_tiles(geoms[idx.to_numpy()])
     return out
+
+
+def union_of_tiles(geoms: Any) -> Any:
+    """``coverage_union_all`` where the tiles still match edge for edge, else a general union.
+
+    Rounding to display precision can leave a dense plan's neighbours overlapping by
+    millimetres or meeting at unshared vertices; the general union is slower but never
+    refuses.
+    """
+    members = np.asarray(geoms, dtype=object)
+    try:
+        return shapely.coverage_union_all(members)
+    except shapely.errors.GEOSException:
+        return shapely.union_all(shapely.make_valid(members))
 
 
 def _flat(coords: np.ndarray, drop_last: bool) -> np.ndarray:
@@ -338,9 +357,7 @@ def boundary_layers(
                     street_names = dict(
                         zip(streets["code"].astype(str), streets["name"].astype(str), strict=False)
                     )
-                merged = [
-                    shapely.coverage_union_all(np.asarray(v, dtype=object)) for v in groups.values()
-                ]
+                merged = [union_of_tiles(v) for v in groups.values()]
                 out["streets"] = {
                     **encode_lines(merged, gcj02),
                     "name": [street_names.get(k, k) for k in groups],

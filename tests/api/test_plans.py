@@ -109,6 +109,15 @@ def test_regrid_inspect_edit_publish(planner: LiveServer) -> None:
     before = client.get("/lookup", params={"lon": centre.x, "lat": centre.y}).json()
     assert before["plan_id"] == published["plan_id"]
 
+    # The maps draw the draft and the comparison (regridded plans are dense: a real test).
+    for path in (
+        f"/maps/workload?district={TINY}&plan={plan_id}",
+        f"/maps/compare?district={TINY}&a={published['plan_id']}&b={plan_id}",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, page.text[:500]
+        assert "gm-legend" in page.text
+
     done = client.post(f"/plans/{plan_id}/publish")
     assert done.status_code == 200, done.text
     result = done.json()
@@ -131,6 +140,9 @@ def test_regrid_inspect_edit_publish(planner: LiveServer) -> None:
         "/lookup", params={"lon": centre.x, "lat": centre.y, "as_of": "2020-01-01"}
     ).json()
     assert old["grid_code"] is None  # no plan was in force in 2020
+
+    for path in (f"/maps/hotspots?district={TINY}", f"/maps/workload?district={TINY}"):
+        assert client.get(path).status_code == 200, path
 
     again = client.post(f"/plans/{plan_id}/publish")
     assert again.status_code == 409

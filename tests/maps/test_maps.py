@@ -664,3 +664,15 @@ def test_compare_page_draws_old_lines_and_new_grids(dist) -> None:
     assert len(data["grids"]["g"]) == len(dist.grids)
     assert 'id="gm-old-toggle"' in page and "负荷变化" in page
     assert all(c.startswith("#") for c in data["change"]["color"])
+
+
+def test_union_of_tiles_survives_tiles_that_no_longer_match() -> None:
+    """Rounding a dense plan can leave neighbours overlapping or meeting at unshared vertices."""
+    from maps.common import union_of_tiles
+
+    tile = shapely.box(0, 0, 1, 1)
+    duplicate = shapely.box(0, 0, 1, 1)  # a collapsed neighbour that now overlaps
+    with pytest.raises(shapely.errors.GEOSException):
+        shapely.coverage_union_all([tile, duplicate])
+    merged = union_of_tiles([tile, duplicate])
+    assert merged.area == pytest.approx(1.0)
