@@ -7,6 +7,7 @@ and the reason, and this module turns them into ``application/problem+json``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
@@ -29,6 +30,8 @@ from geo.errors import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("gridmap.api")
 
 #: Most specific class first.
 STATUS: list[tuple[type[GridmapError], int, str]] = [
@@ -102,10 +105,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug still answers in problem+json, without leaking internals to the client."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        500, "Internal error", "an unexpected error occurred; it has been logged", request.url.path
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(GridmapError, _gridmap_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 #: OpenAPI description of a problem response, for ``responses=`` on routes.
