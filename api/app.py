@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
@@ -12,6 +16,9 @@ from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
 from maps.assets import STATIC_DIR, STATIC_URL
+
+#: Swagger UI (swagger-ui-dist 5.35.0 from npm), bundled for offline /docs.
+DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "docs"
 
 
 def create_app(settings: GridmapSettings | None = None) -> FastAPI:
@@ -28,6 +35,8 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
             "covers it; on a boundary shared by several grids, to the smallest grid code. "
             "Errors are RFC 9457 problem details naming the field and the reason."
         ),
+        docs_url=None,  # served below from bundled assets: the default loads a public CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database_url = database_url(settings)
@@ -38,6 +47,19 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     problems.install(app)
     for module in (districts, lookup, reports, plans, maps, cases, open311):
         app.include_router(module.router)
-    # The map pages' scripts and styles, pinned and served here: no CDN on an intranet.
+    # The map pages' and the docs' scripts and styles, pinned and served here: no CDN on
+    # an isolated intranet.
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="map-assets")
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="gridmap API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
     return app

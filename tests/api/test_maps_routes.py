@@ -60,3 +60,27 @@ def test_served_hotspot_page_draws_offline_in_chromium(live_server: LiveServer, 
         assert visit.page.locator(".gm-legend").first.is_visible()
     finally:
         visit.close()
+
+
+def test_docs_open_offline_in_chromium(live_server: LiveServer, browser) -> None:  # noqa: F811
+    page_html = live_server.client.get("/docs").text
+    assert "cdn" not in page_html.lower() and "/static/docs/swagger-ui-bundle.js" in page_html
+    visit = browser.new_context()
+    blocked: list[str] = []
+
+    def route(r) -> None:  # type: ignore[no-untyped-def]
+        if r.request.url.startswith(live_server.url):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    visit.route("**/*", route)
+    page = visit.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/docs")
+    page.wait_for_selector(".opblock", timeout=15000)  # the operations are listed
+    assert page.locator(".opblock").count() >= 15
+    assert errors == [] and blocked == []
+    visit.close()
