@@ -147,6 +147,8 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
                 )
                 continue
             found[layer] = (path, None)
+    if problems:  # a missing or unreadable file explains the missing layers: say it alone
+        raise DataRefused(problems=problems)
     for name in LAYERS:
         if name not in found and name not in OPTIONAL_LAYERS:
             problems.append(

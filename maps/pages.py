@@ -45,6 +45,13 @@ def _layers(session: Session, pk: int) -> tuple[gpd.GeoDataFrame, ...]:
     return communities, streets, roads
 
 
+def _title(session: Session, pk: int, what: str) -> str:
+    from sqlalchemy import text
+
+    name = session.scalar(text("SELECT name FROM districts WHERE id = :d"), {"d": pk})
+    return f"{name} {what}"
+
+
 def _teams(session: Session, pk: int) -> pd.DataFrame:
     from sqlalchemy import text
 
@@ -104,7 +111,7 @@ def hotspots_page(
         roads,
         _reports(session, pk, plan),
         _teams(session, pk),
-        title=f"{district} 案件热点图",
+        title=_title(session, pk, "案件热点图"),
         filters=filters,
         basemap=basemap,
         asset_mode=asset_mode,
@@ -139,7 +146,7 @@ def workload_page(
         streets=streets,
         roads=roads,
         teams=_teams(session, pk),
-        title=f"{district} 网格工作量 (方案 {plan})",
+        title=_title(session, pk, f"网格工作量 (方案 {plan})"),
         basemap=basemap,
         asset_mode=asset_mode,
         case_stats=cases,
@@ -172,7 +179,7 @@ def compare_page(
         roads=roads,
         teams=_teams(session, pk),
         labels=(f"方案 {plan_a}", f"方案 {plan_b}"),
-        title=f"{district} 网格方案对比 {plan_a} → {plan_b}",
+        title=_title(session, pk, f"网格方案对比 {plan_a} → {plan_b}"),
         basemap=basemap,
         asset_mode=asset_mode,
     )

@@ -30,7 +30,7 @@ def get_district(code: str, session: SessionDep) -> dict[str, object]:
 
 _GRID_SQL = """
 SELECT g.code, g.name, c.code AS community_code, s.code AS street_code, d.code AS district_code,
-       g.plan_id, ST_AsGeoJSON(g.geom, 7) AS geometry,
+       g.plan_id, ST_AsGeoJSON(g.geom, 15) AS geometry,
        (SELECT count(*) FROM buildings b WHERE b.grid_id = g.id) AS buildings,
        (SELECT coalesce(sum(b.households), 0) FROM buildings b WHERE b.grid_id = g.id)
          AS households

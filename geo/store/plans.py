@@ -209,10 +209,22 @@ def _as_multi(geom: Any) -> Any:
     return shapely.multipolygons([geom]) if geom.geom_type == "Polygon" else geom
 
 
+#: Crosswalk rows below this shared area with no building are numerical slivers.
+SLIVER_SHARE_M2 = 1.0
+
+
 def _write_crosswalk(session: Session, plan_id: int, crosswalk: pd.DataFrame) -> None:
     session.execute(delete(CrosswalkRow).where(CrosswalkRow.plan_id == plan_id))
     if crosswalk.empty:
         return
+    # Centimetre snapping leaves slivers between an old grid and new neighbours; they carry
+    # no building and no household, so they would only bury the real successors. An old
+    # grid keeps at least its largest row.
+    sliver = (crosswalk["shared_area_m2"] < SLIVER_SHARE_M2) & (crosswalk["buildings"] == 0)
+    largest = crosswalk["shared_area_m2"] == crosswalk.groupby("old_code")[
+        "shared_area_m2"
+    ].transform("max")
+    crosswalk = crosswalk[~sliver | largest]
     session.execute(
         insert(CrosswalkRow),
         [
@@ -229,10 +241,10 @@ def _write_crosswalk(session: Session, plan_id: int, crosswalk: pd.DataFrame) ->
     )
 
 
-def plan_row(session: Session, plan_id: int) -> GridPlan:
+def plan_row(session: Session, plan_id: int, field: str = "plan_id") -> GridPlan:
     plan = session.get(GridPlan, plan_id)
     if plan is None:
-        raise NotFound(f"no plan {plan_id}", field="plan_id")
+        raise NotFound(f"no plan {plan_id}", field=field)
     return plan
 
 
@@ -575,7 +587,7 @@ def compare(session: Session, plan_a: int, plan_b: int) -> dict[str, Any]:
     """Per-grid metrics and a summary for two plans of one district."""
     from geo.plans import compare_plans
 
-    a, b = plan_row(session, plan_a), plan_row(session, plan_b)
+    a, b = plan_row(session, plan_a, "a"), plan_row(session, plan_b, "b")
     if a.district_id != b.district_id:
         raise InvalidInput("the two plans belong to different districts", field="b")
     inputs = plan_inputs(session, plan_district_code(session, a), plan_a)
