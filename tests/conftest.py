@@ -26,18 +26,22 @@ def settings() -> GridmapSettings:
 @pytest.fixture(scope="session")
 def database_url(settings: GridmapSettings) -> Iterator[str]:
     """A fresh, migrated PostGIS database for this test session."""
-    from geo.store.cluster import create_database, drop_database
+    from geo.store import cluster
     from geo.store.migrate import upgrade_database
-
-    name = f"gridmap_test_{os.getpid()}"
-    url = create_database(settings, name, replace=True)
-    upgrade_database(url)
-    yield url
     from geo.store.session import engine_for
 
+    # A cluster the test run had to start is stopped at the end; one already running
+    # (a developer's `./dev.sh up`) is left as it was.
+    started_here = not settings.database_url and not cluster.status(settings).running
+    name = f"gridmap_test_{os.getpid()}"
+    url = cluster.create_database(settings, name, replace=True)
+    upgrade_database(url)
+    yield url
     engine_for(url).dispose()
     engine_for.cache_clear()
-    drop_database(settings, name)
+    cluster.drop_database(settings, name)
+    if started_here:
+        cluster.stop(settings)
 
 
 @pytest.fixture

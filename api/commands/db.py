@@ -80,17 +80,20 @@ def _emit(payload: dict[str, Any]) -> None:
 
 @db_app.command()
 def up(json_output: JsonFlag = False) -> None:
-    """Start the embedded cluster if needed, migrate to head, print the URL."""
+    """Start the embedded cluster if needed, migrate to head, print the URL (password masked).
+
+    The full URL is for scripts (``gridmap db url``); logs of ``up`` should not carry it.
+    """
     with _reported():
         settings = GridmapSettings()
         url = cluster.ensure_running(settings, notify=_note)
-        from geo.store.migrate import upgrade_database  # the lead's module; keep import lazy
+        from geo.store.migrate import upgrade_database
 
         upgrade_database(url)
         if json_output:
-            _emit({**_status_dict(cluster.status(settings)), "url": url})
+            _emit({**_status_dict(cluster.status(settings)), "url": _masked(url)})
         else:
-            typer.echo(url)
+            typer.echo(f"database ready: {_masked(url)} (full URL: gridmap db url)")
 
 
 @db_app.command()
