@@ -30,9 +30,6 @@ def database_url(settings: GridmapSettings) -> Iterator[str]:
     from geo.store.migrate import upgrade_database
     from geo.store.session import engine_for
 
-    # A cluster the test run had to start is stopped at the end; one already running
-    # (a developer's `./dev.sh up`) is left as it was.
-    started_here = not settings.database_url and not cluster.status(settings).running
     name = f"gridmap_test_{os.getpid()}"
     url = cluster.create_database(settings, name, replace=True)
     upgrade_database(url)
@@ -40,6 +37,16 @@ def database_url(settings: GridmapSettings) -> Iterator[str]:
     engine_for(url).dispose()
     engine_for.cache_clear()
     cluster.drop_database(settings, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_cluster_lifetime(settings: GridmapSettings) -> Iterator[None]:
+    """A cluster the test run had to start is stopped at the very end; one that was already
+    running (a developer's ``./dev.sh up``) is left as it was."""
+    from geo.store import cluster
+
+    started_here = not settings.database_url and not cluster.status(settings).running
+    yield
     if started_here:
         cluster.stop(settings)
 
