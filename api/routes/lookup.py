@@ -146,7 +146,8 @@ def lookup_batch(
                 raise InvalidInput(
                     "a Point needs [lon, lat]", field=f"features[{i}].geometry.coordinates"
                 )
-            rows.append((f.id, f.geometry.coordinates[0], f.geometry.coordinates[1]))
+            ident = f.id if f.id is not None else (f.properties or {}).get("id")
+            rows.append((ident, f.geometry.coordinates[0], f.geometry.coordinates[1]))
     else:
         rows = [(p.id, p.lon, p.lat) for p in points]
     limit = settings.lookup_batch_limit

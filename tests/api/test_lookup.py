@@ -180,6 +180,10 @@ def test_batch_lookup_json_and_geojson(live_server: LiveServer) -> None:
     }
     again = live_server.client.post("/lookup", json=geojson)
     assert [a["grid_code"] for a in again.json()] == codes
+    for feature in geojson["features"]:
+        feature["properties"] = {"id": f"p{feature.pop('id')}"}
+    named = live_server.client.post("/lookup", json=geojson).json()
+    assert [a["id"] for a in named] == ["p0", "p1", "p2", "p3"]  # ids kept in properties too
 
 
 def test_batch_over_the_limit_is_refused(live_server: LiveServer) -> None:
