@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -41,33 +42,135 @@ def _coordsys(crs: str, coordsys: str | None) -> Any:
     return "cgcs2000" if crs == "EPSG:4490" else "wgs84"
 
 
-@router.get("/lookup", response_model=LookupResult | AddressResult)
-async def lookup(
-    request: Request,
-    lon: Annotated[float | None, Query(allow_inf_nan=False, description="longitude")] = None,
-    lat: Annotated[float | None, Query(allow_inf_nan=False, description="latitude")] = None,
-    address: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="a Chinese address")
-    ] = None,
-    crs: Annotated[Crs, Query(description="CRS of lon/lat; CGCS2000 = WGS 84 here")] = "EPSG:4326",
-    coordsys: Annotated[
-        Coordsys | None, Query(description="gcj02 for points copied from AMap/Gaode")
-    ] = None,
-    district: Annotated[str | None, Query(min_length=1, description="search one district")] = None,
-    as_of: Annotated[
-        date | None, Query(description="answer with the plan in force on this date")
-    ] = None,
-    snap_m: Annotated[
-        float, Query(ge=0, le=10_000, allow_inf_nan=False, description="snap tolerance, metres")
-    ] = 0.0,
-    limit: Annotated[int, Query(ge=1, le=20, description="address candidates")] = 5,
-) -> Any:
+#: The parameters of ``GET /lookup``, documented here and parsed by ``_parse_query``.
+#: Declaring them as FastAPI ``Query`` arguments costs more per request (pydantic per
+#: parameter) than the lookup itself; this route is the hot path of every dispatch centre.
+LOOKUP_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "lon",
+        "in": "query",
+        "description": "longitude (decimal degrees)",
+        "schema": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+    {
+        "name": "lat",
+        "in": "query",
+        "description": "latitude (decimal degrees)",
+        "schema": {"type": "number", "minimum": -90, "maximum": 90},
+    },
+    {
+        "name": "address",
+        "in": "query",
+        "description": "a Chinese address (instead of lon/lat)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+    {
+        "name": "crs",
+        "in": "query",
+        "description": "CRS of lon/lat; CGCS2000 = WGS 84 here",
+        "schema": {"type": "string", "enum": ["EPSG:4326", "EPSG:4490"], "default": "EPSG:4326"},
+    },
+    {
+        "name": "coordsys",
+        "in": "query",
+        "description": "gcj02 for points copied from AMap/Gaode",
+        "schema": {"type": "string", "enum": ["wgs84", "cgcs2000", "gcj02"]},
+    },
+    {
+        "name": "district",
+        "in": "query",
+        "description": "search one district",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    {
+        "name": "as_of",
+        "in": "query",
+        "description": "answer with the plan in force on this date",
+        "schema": {"type": "string", "format": "date"},
+    },
+    {
+        "name": "snap_m",
+        "in": "query",
+        "description": "snap tolerance, metres",
+        "schema": {"type": "number", "minimum": 0, "maximum": 10000, "default": 0},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "address candidates",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+    },
+]
+
+
+def _number(query: Any, name: str, low: float, high: float) -> float | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {text!r}", field=name) from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a finite number, got {text!r}", field=name)
+    if name in ("lon", "lat"):
+        return value  # range and swapped axes are judged together by geo.lookup.check_lonlat
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g}", field=name)
+    return value
+
+
+def _choice(query: Any, name: str, allowed: tuple[str, ...]) -> str | None:
+    text = query.get(name)
+    if text is not None and text not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}", field=name)
+    return text
+
+
+def _text(query: Any, name: str, longest: int) -> str | None:
+    text = query.get(name)
+    if text is not None and not 1 <= len(text) <= longest:
+        raise InvalidInput(f"{name} must have 1 to {longest} characters", field=name)
+    return text
+
+
+def _date(query: Any, name: str) -> date | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be a date (YYYY-MM-DD), got {text!r}", field=name
+        ) from None
+
+
+@router.get(
+    "/lookup",
+    response_model=LookupResult | AddressResult,
+    openapi_extra={"parameters": LOOKUP_PARAMETERS},
+)
+async def lookup(request: Request) -> Any:
     """The grid that owns a point (``lon`` + ``lat``) or an address (``address``).
 
     A point belongs to the grid of the published plan whose closed polygon covers it; on a
     boundary shared by several grids, to the smallest grid code; outside every grid the
     answer gives the nearest grid and its distance in metres (``snap_m`` assigns it).
     """
+    query = request.query_params
+    lon = _number(query, "lon", -180, 180)
+    lat = _number(query, "lat", -90, 90)
+    address = _text(query, "address", 200)
+    crs = _choice(query, "crs", ("EPSG:4326", "EPSG:4490")) or "EPSG:4326"
+    coordsys = _choice(query, "coordsys", ("wgs84", "cgcs2000", "gcj02"))
+    district = _text(query, "district", 100)
+    as_of = _date(query, "as_of")
+    snap_m = _number(query, "snap_m", 0, 10_000) or 0.0
+    limit_value = _number(query, "limit", 1, 20)
+    if limit_value is not None and not limit_value.is_integer():
+        raise InvalidInput("limit must be a whole number", field="limit")
+    limit = int(limit_value or 5)
     if address is not None:
         if lon is not None or lat is not None:
             raise InvalidInput("give either lon/lat or address, not both", field="address")
@@ -82,8 +185,7 @@ async def lookup(
             fix="send both lon and lat in decimal degrees, or an address",
         )
     # Served from the in-memory index on the event loop: no connection, no thread hop, and
-    # returned as a ready JSONResponse (the answer is built to the schema already). The
-    # cache is read from app state directly: each Depends costs more than the lookup.
+    # returned as a ready JSONResponse (the answer is built to the schema already).
     grids: GridLookup = request.app.state.lookup
     answer = grids.lookup(
         lon,

@@ -145,7 +145,7 @@ def test_cgcs2000_is_accepted_as_wgs84(live_server: LiveServer) -> None:
         ({"lon": "east", "lat": 36.0}, "lon", "number"),
         ({"lon": 120.38, "lat": 36.06, "district": "999999"}, "district", "no district"),
         ({"lon": 120.38, "lat": 36.06, "crs": "EPSG:3857"}, "crs", ""),
-        ({"lon": 120.38, "lat": 36.06, "snap_m": -1}, "snap_m", "greater than or equal"),
+        ({"lon": 120.38, "lat": 36.06, "snap_m": -1}, "snap_m", "between 0 and 10000"),
     ],
 )
 def test_bad_input_gets_a_problem_naming_the_field(
