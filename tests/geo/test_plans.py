@@ -25,9 +25,12 @@ from geo.plans import (
     merge_grids,
     move_buildings,
     new_codes,
+    node_coverage,
     plan_metrics,
     rename_grid,
+    round_to_grid,
     split_grid,
+    voronoi_sites,
 )
 from tests.geo.test_regrid import synthetic
 
@@ -168,3 +171,50 @@ def test_edit_conflict_is_reported(layers: Layers) -> None:
     every = b[b.within(_grid(g, src))]["building_id"].tolist()
     with pytest.raises(Conflict):
         move_buildings(g, every, dst, c, b)
+
+
+def test_round_to_grid_matches_set_precision_and_keeps_shared_vertices() -> None:
+    """Vertex rounding gives what ``set_precision`` gives on ordinary cells, keeps a vertex
+    two cells share identical in both, and falls back where rounding would break a polygon."""
+    gs = 1e-7
+    rng = np.random.default_rng(5)
+    region = shapely.box(121.55, 38.9, 121.56, 38.908)
+    xy = np.column_stack([rng.uniform(121.55, 121.56, 200), rng.uniform(38.9, 38.908, 200)])
+    _, _, cells = voronoi_sites(region, xy, gs)
+    raw = shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=region)
+    inside = np.asarray(
+        [c for c in shapely.get_parts(raw) if shapely.contains_properly(region, c)],
+        dtype=object,
+    )
+    fast = round_to_grid(inside, gs)
+    slow = shapely.set_precision(inside, gs)
+    assert shapely.is_valid(fast).all()
+    assert shapely.equals(fast, slow).all()
+    coords = shapely.get_coordinates(fast)
+    assert np.allclose(np.round(coords / gs) * gs, coords, rtol=0, atol=gs * 1e-3)
+    assert shapely.coverage_is_valid(np.asarray(cells, dtype=object))
+    # A sliver thinner than the grid collapses when rounded: set_precision handles it.
+    sliver = shapely.Polygon([(0, 0), (1, 0.2e-7), (2, 0), (1, 0.1e-7)])
+    out = round_to_grid(np.asarray([sliver, shapely.box(0, 0, 1, 1)], dtype=object), gs)
+    assert shapely.is_valid(out).all()
+    assert len(round_to_grid(np.zeros(0, dtype=object), gs)) == 0
+
+
+def test_node_coverage_keeps_a_neck_with_its_polygon() -> None:
+    """An overlap sliver that is the neck of one polygon stays with it (it used to go to
+    the lower index, which cut the dumbbell in two)::
+
+        +---+       +---+
+        | 1 |=======| 1 |   (neck of 1, 0.02 high, also covered by 0)
+        +---+-------+---+
+            |   0   |
+            +-------+
+    """
+    dumbbell = shapely.union_all(
+        [shapely.box(0, 0, 1, 1), shapely.box(2, 0, 3, 1), shapely.box(1, 0, 2, 0.02)]
+    )
+    below = shapely.box(1, -1, 2, 0.02)
+    out = node_coverage([below, dumbbell], 0.001)
+    assert [shapely.get_num_geometries(g) for g in out] == [1, 1]
+    assert out[1].area == pytest.approx(dumbbell.area)
+    assert out[0].area == pytest.approx(1.0)
