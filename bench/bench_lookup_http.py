@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import command_line, record
+from bench._harness import record
 
 DISTRICT = "210204"
 
@@ -191,7 +191,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_record:
-        record("HTTP lookup", f"`{command_line()}`\n\n{body}")
+        record("HTTP lookup", body)
 
 
 def _first_ring(geometry: dict) -> list[list[float]]:  # type: ignore[type-arg]
