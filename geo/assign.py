@@ -91,7 +91,8 @@ class Assignment:
     @property
     def assigned(self) -> BoolArray:
         """Points that got a grid (covered or snapped)."""
-        return np.not_equal(self.grid_code, None)
+        # numpy's stubs omit None as an operand, valid for object arrays
+        return np.not_equal(self.grid_code, None)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ class _Raster:
         fy += fx  # < 2**31 cells: the integer part is exact
         return self.labels.take(fy.astype(np.intp))
 
-    def resolve(self, x: FloatArray, y: FloatArray, slot: IntArray) -> tuple[IntArray, BoolArray]:
+    def resolve(
+        self, x: FloatArray, y: FloatArray, slot: npt.NDArray[np.int32]
+    ) -> tuple[IntArray, BoolArray]:
         """Grid position of points in boundary cells, and which ones need GEOS.
 
         Walks from the cell centre (whose grid is known) to the point: each proper crossing
@@ -241,7 +244,8 @@ class GridIndex:
         self.codes = codes
         self.geoms = geoms
         #: the codes and a None at index -1 (``_OUTSIDE``): one ``take`` gives the answers
-        self._codes_or_none = np.append(codes, None)
+        # numpy's stubs omit None as a value, valid for object arrays
+        self._codes_or_none = np.append(codes, None)  # type: ignore[call-overload]
         self._tree: shapely.STRtree | None = None
         self.raster = _build_raster(self.geoms, cells_per_grid)
         self._metric: _Metric | None = None
@@ -726,7 +730,7 @@ def _scanline_labels(
     # table is the sum along each row. (float64 sums of integers below 2**53 are exact.)
     row *= nx
     row += col
-    acc = np.bincount(row, weights=weight, minlength=ny * nx)
+    acc = np.asarray(np.bincount(row, weights=weight, minlength=ny * nx), dtype=np.float64)
     np.cumsum(acc, out=acc)
     # acc = 2**32 * (grids covering the centre) + sum of their (position + 1): 0 outside,
     # 2**32 + 1 + position inside one grid, anything else where grids overlap.
@@ -787,10 +791,10 @@ def _check_polygons(codes: ObjArray, geoms: ObjArray, *, check_valid: bool = Tru
         return
     valid = shapely.is_valid(geoms)
     if not valid.all():
-        i = int(np.argmin(valid))
+        bad = int(np.argmin(valid))
         raise InvalidGeometry(
-            f"grid geometry is invalid: {shapely.is_valid_reason(geoms[i])}",
-            field=f"grid {codes[i]}",
+            f"grid geometry is invalid: {shapely.is_valid_reason(geoms[bad])}",
+            field=f"grid {codes[bad]}",
             fix="repair it (shapely.make_valid / ST_MakeValid) and check the tiling",
         )
 
@@ -1206,7 +1210,7 @@ def assign_files(
     t3 = time.perf_counter()
     _write_points(points, _result_columns(result, snap_m), out_path, out_layer)
     t4 = time.perf_counter()
-    covered = np.not_equal(result.grid_code, None)
+    covered = result.assigned
     return AssignSummary(
         points=len(result),
         assigned=int(covered.sum()),

@@ -228,12 +228,12 @@ def node_coverage(geoms: Sequence[Any], grid_size: float) -> list[Any]:
     multi = {i for i in range(len(arr)) if shapely.get_num_geometries(out[i]) > 1}
     if multi:
         dup = np.flatnonzero(np.bincount(f_all, minlength=len(faces)) > 1)
-        for f in dup.tolist():
-            cur = int(owner[f])
-            for c in g_all[f_all == f].tolist():
+        for face in dup.tolist():
+            cur = int(owner[face])
+            for c in g_all[f_all == face].tolist():
                 if c == cur or c not in multi:
                     continue
-                owner[f] = c
+                owner[face] = c
                 grown, shrunk = union_of(c), union_of(cur)
                 if shapely.get_num_geometries(grown) < shapely.get_num_geometries(
                     out[c]
@@ -242,7 +242,7 @@ def node_coverage(geoms: Sequence[Any], grid_size: float) -> list[Any]:
                     if shapely.get_num_geometries(grown) == 1:
                         multi.discard(c)
                     break
-                owner[f] = cur
+                owner[face] = cur
     return out
 
 
@@ -817,10 +817,10 @@ def move_buildings(
     in_region = np.flatnonzero(np.isin(owner, involved))
     cells = voronoi_cells(region, b.geometry.values[in_region], gs)
     geoms = {k: g.geometry.iat[k] for k in involved}
-    for pos, k in enumerate(in_region):
-        if k not in moved or owner[k] == t:
+    for pos, bi in enumerate(in_region):
+        if bi not in moved or owner[bi] == t:
             continue
-        s = int(owner[k])
+        s = int(owner[bi])
         piece = polygonal(shapely.intersection(cells[pos], geoms[s], grid_size=gs))
         geoms[s] = polygonal(shapely.difference(geoms[s], piece, grid_size=gs))
         geoms[t] = polygonal(shapely.union(geoms[t], piece, grid_size=gs))

@@ -166,7 +166,7 @@ def regrid(
     owner = assign_buildings(piece_geom, bld.geometry.values)
     n_comm = len(comm)
     c_of_b = np.asarray(piece_comm)[owner]
-    comm_load = np.bincount(c_of_b, load, minlength=n_comm)
+    comm_load = np.asarray(np.bincount(c_of_b, load, minlength=n_comm), dtype=np.float64)
     comm_hh = np.bincount(c_of_b, households, minlength=n_comm)
     comm_bld = np.bincount(c_of_b, minlength=n_comm)
     empty = [comm_codes[c] for c in range(n_comm) if comm_hh[c] <= 0]
@@ -182,7 +182,7 @@ def regrid(
 
     # Units per community.
     n_piece = len(piece_geom)
-    p_load = np.bincount(owner, load, minlength=n_piece)
+    p_load = np.asarray(np.bincount(owner, load, minlength=n_piece), dtype=np.float64)
     p_sites = _site_counts(owner, b_xy, load, n_piece, gs)
     pi, pj, plen = shared_lengths(piece_geom)
     say("plan units", 0.1)
@@ -706,7 +706,7 @@ def _split_unit(
     on them cost :data:`LINE_COST` of an ordinary edge.
     """
     uxy, inverse, cells = voronoi_sites(region, xy, gs)
-    site_w = np.bincount(inverse, w, minlength=len(uxy))
+    site_w = np.asarray(np.bincount(inverse, w, minlength=len(uxy)), dtype=np.float64)
     geoms, cell_of = _cell_faces(cells, cut_lines, gs)
     # Each cell's load goes to its face holding the site; other faces (cut off by a line, or
     # stray pieces of a clipped cell) carry none.
@@ -729,8 +729,8 @@ def _split_unit(
     # plateau of weightless faces; a node is then a cell as far as its block reaches.
     group = _contract(wts > 0, block, ei, ej, elen)
     m = int(group.max()) + 1
-    wts = np.bincount(group, wts, minlength=m)
-    g_area = np.bincount(group, area, minlength=m)
+    wts = np.asarray(np.bincount(group, wts, minlength=m), dtype=np.float64)
+    g_area = np.asarray(np.bincount(group, area, minlength=m), dtype=np.float64)
     cent = (
         np.column_stack([np.bincount(group, area * cent[:, k], minlength=m) for k in (0, 1)])
         / np.maximum(g_area, 1e-300)[:, None]
@@ -747,7 +747,7 @@ def _split_unit(
     keep = gi != gj
     gi, gj, glen = np.minimum(gi, gj)[keep], np.maximum(gi, gj)[keep], elen[keep]
     key, inv = np.unique(gi * m + gj, return_inverse=True)
-    elen = np.bincount(inv.reshape(-1), glen)
+    elen = np.asarray(np.bincount(inv.reshape(-1), glen), dtype=np.float64)
     ei, ej = key // m, key % m
     ecost = np.where(block[ei] != block[ej], LINE_COST, 1.0) * elen
     adj: list[list[tuple[int, float]]] = [[] for _ in range(m)]
@@ -1026,7 +1026,7 @@ def _sum_pairs(
         return i.astype(np.int64), j.astype(np.int64), length
     key = i * (m + 1) + j
     uniq, inv = np.unique(key, return_inverse=True)
-    total = np.bincount(inv.reshape(-1), length)
+    total = np.asarray(np.bincount(inv.reshape(-1), length), dtype=np.float64)
     return (uniq // (m + 1)).astype(np.int64), (uniq % (m + 1)).astype(np.int64), total
 
 
