@@ -213,6 +213,24 @@ def encode_polygons(geoms: Sequence[Any], gcj02: bool = False) -> Layer:
     return {"o": origin.tolist(), "g": features}
 
 
+def grid_layer(
+    geoms: Sequence[Any],
+    codes: list[str],
+    names: list[str],
+    communities: list[str],
+    teams: pd.DataFrame | None,
+    gcj02: bool = False,
+) -> Layer:
+    """The grid layer every page draws: shapes plus what the popups name."""
+    return {
+        **encode_polygons(geoms, gcj02),
+        "code": codes,
+        "name": names,
+        "community": communities,
+        "team": team_rows(teams, codes),
+    }
+
+
 def encode_lines(geoms: Sequence[Any], gcj02: bool = False) -> Layer:
     """Lines (or polygon outlines) as ``{"o": origin, "g": [[line ints...]...]}``."""
     geoms = _gcj(geoms) if gcj02 else list(geoms)

@@ -27,13 +27,12 @@ from maps.common import (
     boundary_layers,
     bounds_of,
     category_names,
-    encode_polygons,
     esc,
     grid_labels,
+    grid_layer,
     legend_html,
     render_page,
     simplify_coverage,
-    team_rows,
 )
 
 __all__ = ["PALETTE", "HotspotFilters", "filter_reports", "quantile_breaks", "render_hotspots"]
@@ -315,13 +314,7 @@ def render_hotspots(
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": {
-            **encode_polygons(geoms, gcj02),
-            "code": codes,
-            "name": names,
-            "community": comms,
-            "team": team_rows(teams, codes),
-        },
+        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
         **boundary_layers(simple, communities, streets, roads, gcj02),
         "reports": rep,
         "categories": categories,

@@ -21,13 +21,12 @@ from maps.common import (
     boundary_layers,
     bounds_of,
     encode_lines,
-    encode_polygons,
     esc,
     grid_labels,
+    grid_layer,
     legend_html,
     render_page,
     simplify_coverage,
-    team_rows,
 )
 
 __all__ = ["CHANGE_COLORS", "change_class", "load_change", "render_compare"]
@@ -135,13 +134,7 @@ def render_compare(
     payload = {
         "bounds": bounds_of(geoms + list(simple_a.geometry)),
         "basemap": basemap_payload(basemap),
-        "grids": {
-            **encode_polygons(geoms, gcj02),
-            "code": codes,
-            "name": names,
-            "community": comms,
-            "team": team_rows(teams, codes),
-        },
+        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
         **boundary_layers(simple_b, communities, streets, roads, gcj02),
         "old": encode_lines(list(simple_a.geometry), gcj02),
         "oldLabel": f"{labels[0]}边界",

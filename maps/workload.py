@@ -26,13 +26,12 @@ from maps.common import (
     basemap_payload,
     boundary_layers,
     bounds_of,
-    encode_polygons,
     esc,
     grid_labels,
+    grid_layer,
     legend_html,
     render_page,
     simplify_coverage,
-    team_rows,
 )
 
 __all__ = [
@@ -285,19 +284,12 @@ def render_workload(
     classes = classify_band(load["households"].to_numpy(), band)
     tally = {c: int((classes == c).sum()) for c in BAND_COLORS}
     geoms = list(simple.geometry)
+    gcj02 = basemap is not None and basemap.basemap == "amap"
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": {
-            **encode_polygons(geoms, basemap is not None and basemap.basemap == "amap"),
-            "code": codes,
-            "name": names,
-            "community": comms,
-            "team": team_rows(teams, codes),
-        },
-        **boundary_layers(
-            simple, communities, streets, roads, basemap is not None and basemap.basemap == "amap"
-        ),
+        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
+        **boundary_layers(simple, communities, streets, roads, gcj02),
         "load": {col: load[col].round().astype(np.int64).tolist() for col in LOAD_COLUMNS},
         "band": [int(lo), int(hi)],
         "colors": BAND_COLORS,
