@@ -160,16 +160,21 @@ def main() -> None:
         )
         lo, hi = coords.min(axis=0), coords.max(axis=0)
         rng = np.random.default_rng(7)
-        pts = rng.uniform(lo, hi, size=(args.points, 2))
-        lookup = [f"/lookup?lon={x:.6f}&lat={y:.6f}" for x, y in pts]
-        sql = [f"/bench/sql?lon={x:.6f}&lat={y:.6f}" for x, y in pts]
+        # Two kinds of traffic: where residents really report from (the stored reports), and
+        # uniform over the bounding box (a third of it at sea: the nearest-grid path).
+        at_reports = _report_points(DISTRICT, args.points, rng)
+        uniform = rng.uniform(lo, hi, size=(args.points, 2))
+        lookup = [f"/lookup?lon={x:.6f}&lat={y:.6f}" for x, y in at_reports]
+        lookup_bbox = [f"/lookup?lon={x:.6f}&lat={y:.6f}" for x, y in uniform]
+        sql = [f"/bench/sql?lon={x:.6f}&lat={y:.6f}" for x, y in at_reports]
         for path in (lookup[0], sql[0]):  # warm the caches
             assert httpx.get(base + path, timeout=60).status_code == 200
         rows = []
         for name, paths in (
             ("empty FastAPI endpoint (baseline)", ["/bench/empty"]),
-            ("GET /lookup (in-memory GridIndex)", lookup),
-            ("plain PostGIS ST_Covers per request", sql),
+            ("GET /lookup at report locations (in-memory GridIndex)", lookup),
+            ("GET /lookup uniform over the bbox (a third at sea)", lookup_bbox),
+            ("plain PostGIS ST_Covers per request, report locations", sql),
         ):
             rps, p99 = run_wrk(base, paths, args.seconds, args.connections)
             rows.append((name, rps, p99))
@@ -186,12 +191,32 @@ def main() -> None:
         lines.append(f"| {name} | {rps:,.0f} | {p99:.1f} | {ratios} |")
     body = (
         f"wrk, {args.connections} connections, {args.seconds} s each, {args.workers} uvicorn "
-        f"worker(s), 127.0.0.1, {args.points} fixed-seed points in district {DISTRICT}.\n\n"
-        + "\n".join(lines)
+        f"worker(s), 127.0.0.1, {args.points} fixed-seed points per kind in district "
+        f"{DISTRICT}.\n\n" + "\n".join(lines)
     )
     print(body)
     if not args.no_record:
         record("HTTP lookup", body)
+
+
+def _report_points(district: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` stored report locations of the district, drawn with a fixed seed."""
+    from sqlalchemy import text
+
+    from geo.settings import GridmapSettings
+    from geo.store.cluster import database_url
+    from geo.store.session import transaction
+
+    with transaction(database_url(GridmapSettings())) as session:
+        rows = session.execute(
+            text(
+                """SELECT ST_X(r.geom), ST_Y(r.geom) FROM reports r
+                   JOIN districts d ON d.id = r.district_id WHERE d.code = :d ORDER BY r.id"""
+            ),
+            {"d": district},
+        ).all()
+    xy = np.array(rows, dtype=float)
+    return xy[rng.choice(len(xy), size=n, replace=len(xy) < n)]
 
 
 def _first_ring(geometry: dict) -> list[list[float]]:  # type: ignore[type-arg]

@@ -20,6 +20,7 @@ vertices and edges follow GEOS ``covers`` semantics bit for bit.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -141,6 +142,12 @@ class _Raster:
         fy *= self.nx
         fy += fx  # < 2**31 cells: the integer part is exact
         return self.labels.take(fy.astype(np.intp))
+
+    def label_at(self, x: float, y: float) -> int:
+        """``lookup`` for one point in plain Python floats (the same arithmetic, no arrays)."""
+        fx = min(max((x - self.x0) * self.inv_dx, 0.0), self.nx - 1)
+        fy = min(max((y - self.y0) * self.inv_dy, 0.0), self.ny - 1)
+        return int(self.labels[math.floor(fy) * self.nx + int(fx)])
 
     def resolve(
         self, x: FloatArray, y: FloatArray, slot: npt.NDArray[np.int32]
@@ -317,8 +324,20 @@ class GridIndex:
         if x.shape != y.shape:
             raise InvalidInput("lon and lat have different lengths", field="lon")
         snap_m = _check_snap(snap_m)
-        _refuse_non_finite(x, y, row_offset)
         n = len(x)
+        if n == 1 and math.isfinite(x[0]) and math.isfinite(y[0]):
+            # One point inside a cell wholly within one grid (GET /lookup's usual case):
+            # answered without building any array but the result's.
+            label = self.raster.label_at(float(x[0]), float(y[0]))
+            if label >= 0:
+                return Assignment(
+                    np.array([self.codes[label]], dtype=object),
+                    np.zeros(1, dtype=bool),
+                    np.empty(1, dtype=object),
+                    np.full(1, np.nan),
+                    np.zeros(1, dtype=bool),
+                )
+        _refuse_non_finite(x, y, row_offset)
 
         # Grid positions (int) all the way; codes are looked up once, at the end.
         # One pass over all points finds those not answered by the table's gather.

@@ -198,6 +198,13 @@ class GridLookup:
         as_of: datetime | None = None,
         snap_m: float = 0.0,
     ) -> LookupAnswer:
+        """One point: the plain-WGS 84 case inside a grid is answered without the batch path."""
+        if coordsys != "gcj02":
+            check_lonlat(lon, lat)
+            for plan in self.plans_for(district, as_of):
+                result = plan.index.assign([lon], [lat], snap_m=snap_m)
+                if result.grid_code[0] is not None and not result.snapped[0]:
+                    return _answer(lon, lat, coordsys, None, (plan, result, 0), None)
         return self.lookup_many(
             [lon],
             [lat],

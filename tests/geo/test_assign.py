@@ -93,6 +93,20 @@ def test_random_interior_points_agree(data: st.DataObject, tiling: Tiling) -> No
     assert list(got) == want
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tiling=tilings, cells=st.sampled_from([1, 8, 64, 512]))
+def test_one_point_at_a_time_agrees_with_the_oracle(
+    data: st.DataObject, tiling: Tiling, cells: int
+) -> None:
+    """The single-point shortcut (GET /lookup) answers exactly as the oracle, point by point."""
+    pts = data.draw(points_for(tiling))
+    index = GridIndex.from_arrays(tiling.codes, tiling.geoms, cells_per_grid=cells)
+    for (x, y), (want_code, want_boundary, *_rest) in zip(pts, oracle(tiling, pts), strict=True):
+        got = index.assign([x], [y])
+        assert got.grid_code[0] == want_code, (x, y)
+        assert got.on_boundary[0] == want_boundary, (x, y)
+
+
 # --- named cases --------------------------------------------------------------------------
 
 X0, Y0 = lattice(0, 0)
