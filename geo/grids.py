@@ -28,6 +28,7 @@ from geo.io import (
     read_layer,
     reproject_layer,
 )
+from geo.plans import polygonal
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "district": ("code", "name"),
@@ -381,13 +382,13 @@ def _check_geometries(
     if shapely.has_z(geoms[~missing]).any():
         geoms = shapely.force_2d(geoms)
     invalid = ~missing & ~wrong & ~shapely.is_valid(geoms)
-    polygonal = name in ("district", "streets", "communities", "grids")
+    polygon_layer = name in ("district", "streets", "communities", "grids")
     for i in np.flatnonzero(invalid).tolist():
         label = _feature_label(frame, name, i)
         reason = shapely.is_valid_reason(geoms[i])
-        if repair and polygonal:
-            fixed = _polygonal_part(shapely.make_valid(geoms[i]))
-            if fixed is not None:
+        if repair and polygon_layer:
+            fixed = polygonal(shapely.make_valid(geoms[i]))
+            if not fixed.is_empty:
                 geoms[i] = fixed
                 repairs.append(Repair(name, label, f"made valid ({reason})"))
                 continue
@@ -402,7 +403,7 @@ def _check_geometries(
         )
     frame = frame.copy()
     frame[frame.geometry.name] = geoms
-    if polygonal:
+    if polygon_layer:
         frame[frame.geometry.name] = [
             shapely.multipolygons([g]) if g is not None and g.geom_type == "Polygon" else g
             for g in frame.geometry.to_numpy()
@@ -413,15 +414,6 @@ def _check_geometries(
             for g in frame.geometry.to_numpy()
         ]
     return frame
-
-
-def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
-        return geom
-    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
-    if not parts:
-        return None
-    return shapely.union_all(parts)
 
 
 def _check_parents(data: DistrictData, problems: list[Problem]) -> None:
@@ -608,7 +600,7 @@ def check_tiling(
         if findings and repair and fixable:
             fixed = _repair_tiling(child_geoms[rows], child_codes[rows], parent_geom)
             for j, row in enumerate(rows):
-                out_geoms[row] = _as_multi(fixed[j])
+                out_geoms[row] = as_multipolygon(fixed[j])
             for kind, code, area, _point in findings:
                 repairs.append(
                     Repair(
@@ -667,7 +659,8 @@ def _area_measure(metric: CRS) -> Callable[[shapely.Geometry], float]:
     return measure
 
 
-def _as_multi(geom: shapely.Geometry) -> shapely.Geometry:
+def as_multipolygon(geom: shapely.Geometry) -> shapely.Geometry:
+    """Polygon -> MultiPolygon: the store's geometry columns are MULTIPOLYGON."""
     if geom.geom_type == "Polygon":
         return shapely.multipolygons([geom])
     return geom
@@ -686,9 +679,9 @@ def _tiling_findings(
     for a, b in zip(left, right, strict=True):
         if a >= b:
             continue
-        overlap = _polygonal_part(shapely.intersection(geoms[a], geoms[b]))
+        overlap = polygonal(shapely.intersection(geoms[a], geoms[b]))
         area = area_m2(overlap)
-        if overlap is not None and area > NOISE_M2:
+        if area > NOISE_M2:
             findings.append(
                 (
                     f"overlap between {codes[a]} and {codes[b]}",
@@ -728,7 +721,7 @@ def _repair_tiling(
     taken: shapely.Geometry = shapely.Polygon()
     for i in order:
         g = shapely.difference(shapely.intersection(geoms[i], parent), taken)
-        fixed[i] = _polygonal_part(g) or shapely.Polygon()
+        fixed[i] = polygonal(g)
         taken = shapely.union(taken, fixed[i])
     gaps = shapely.difference(parent, taken)
     for piece in shapely.get_parts(gaps):
@@ -736,7 +729,7 @@ def _repair_tiling(
             continue
         shared = [shapely.length(shapely.intersection(piece.boundary, f.boundary)) for f in fixed]
         best = int(np.argmax(shared))
-        fixed[best] = _polygonal_part(shapely.union(fixed[best], piece)) or fixed[best]
+        fixed[best] = polygonal(shapely.union(fixed[best], piece))
     return fixed
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from geo.settings import MapSettings
 from geo.stats import case_stats
-from geo.store.queries import _finish, _read, district_id, plan_grids, published_plan_id
+from geo.store.queries import district_id, finish_frame, plan_grids, published_plan_id, read_frame
 from maps.hotspots import HotspotFilters, render_hotspots
 from maps.plan_diff import render_compare
 from maps.workload import render_workload
@@ -24,23 +24,23 @@ AssetMode = Literal["inline", "served"]
 
 
 def _layers(session: Session, pk: int) -> tuple[gpd.GeoDataFrame, ...]:
-    communities = _finish(
-        _read(
+    communities = finish_frame(
+        read_frame(
             session,
             """SELECT c.code, c.name, s.code AS street_code, c.geom FROM communities c
                JOIN streets s ON s.id = c.street_id WHERE c.district_id = :d ORDER BY c.code""",
             d=pk,
         )
     )
-    streets = _finish(
-        _read(
+    streets = finish_frame(
+        read_frame(
             session,
             "SELECT code, name, geom FROM streets WHERE district_id = :d ORDER BY code",
             d=pk,
         )
     )
-    roads = _finish(
-        _read(session, "SELECT name, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk)
+    roads = finish_frame(
+        read_frame(session, "SELECT name, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk)
     )
     return communities, streets, roads
 
@@ -67,8 +67,8 @@ def _teams(session: Session, pk: int) -> pd.DataFrame:
 
 def _reports(session: Session, pk: int, plan_id: int) -> gpd.GeoDataFrame:
     """Reports with their grid in ``plan_id`` (assigned in the store), public columns only."""
-    return _finish(
-        _read(
+    return finish_frame(
+        read_frame(
             session,
             """SELECT r.category, r.subcategory, r.status,
                       to_char(r.reported_at AT TIME ZONE 'Asia/Shanghai',
@@ -83,8 +83,8 @@ def _reports(session: Session, pk: int, plan_id: int) -> gpd.GeoDataFrame:
 
 
 def _buildings(session: Session, pk: int) -> gpd.GeoDataFrame:
-    return _finish(
-        _read(
+    return finish_frame(
+        read_frame(
             session,
             """SELECT building_id, households, coalesce(residents, 0) AS residents, geom
                FROM buildings WHERE district_id = :d ORDER BY building_id""",

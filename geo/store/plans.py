@@ -20,15 +20,15 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft
+from geo.grids import as_multipolygon
 from geo.store.models import CrosswalkRow, District, Grid, GridPlan, GridTeam, PlanStatus
 from geo.store.queries import (
-    _extra_attrs,
-    _finish,
-    _read,
-    _wkb,
+    as_wkb,
     district_id,
+    finish_frame,
     plan_grids,
     published_plan_id,
+    read_frame,
     reassign_district,
 )
 
@@ -55,8 +55,8 @@ def plan_inputs(
     """Communities, the plan's grids (default: published), buildings with loads, roads."""
     pk = district_id(session, district_code)
     plan = plan_id if plan_id is not None else published_plan_id(session, pk)
-    communities = _finish(
-        _read(
+    communities = finish_frame(
+        read_frame(
             session,
             """SELECT c.code, c.name, s.code AS street_code, c.geom
                FROM communities c JOIN streets s ON s.id = c.street_id
@@ -64,8 +64,8 @@ def plan_inputs(
             d=pk,
         )
     )
-    buildings = _finish(
-        _read(
+    buildings = finish_frame(
+        read_frame(
             session,
             """SELECT building_id, address, households, coalesce(residents, 0) AS residents,
                       coalesce((attrs->>'elderly_care')::numeric, 0) AS elderly_care, geom
@@ -75,7 +75,9 @@ def plan_inputs(
     )
     if open_reports:
         buildings["open_reports"] = _open_reports_per_building(session, pk, buildings)
-    roads = _finish(_read(session, "SELECT name, geom FROM roads WHERE district_id = :d", d=pk))
+    roads = finish_frame(
+        read_frame(session, "SELECT name, geom FROM roads WHERE district_id = :d", d=pk)
+    )
     used = {
         str(c)
         for c in session.scalars(
@@ -97,7 +99,7 @@ def _open_reports_per_building(
     """Open reports of the last year, each counted at its nearest building."""
     import shapely
 
-    reports = _read(
+    reports = read_frame(
         session,
         """SELECT geom FROM reports WHERE district_id = :d
              AND status NOT IN ('closed', 'rejected')
@@ -140,7 +142,7 @@ def save_draft(
         .returning(GridPlan.id)
     )
     assert plan_id is not None
-    _write_grids(session, inputs, int(plan_id), grids)
+    _write_grids(session, inputs.district_pk, int(plan_id), grids)
     _write_crosswalk(session, int(plan_id), crosswalk)
     return int(plan_id)
 
@@ -163,25 +165,21 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _write_grids(
-    session: Session, inputs: PlanInputs, plan_id: int, grids: gpd.GeoDataFrame
-) -> None:
+def _write_grids(session: Session, district_pk: int, plan_id: int, grids: gpd.GeoDataFrame) -> None:
+    """Insert a plan's grids; their load columns are metrics, stored with the plan instead."""
     community_ids: dict[str, int] = dict(
         session.execute(
             text("SELECT code, id FROM communities WHERE district_id = :d"),
-            {"d": inputs.district_pk},
+            {"d": district_pk},
         ).all()
     )
     grids = grids.to_crs(4326) if grids.crs is not None else grids
-    keep = ("code", "community_code", "name")
-    attrs = _extra_attrs(grids[[*keep, grids.geometry.name]], keep)
     rows = []
-    for code, community, name, geom, a in zip(
+    for code, community, name, geom in zip(
         grids["code"],
         grids["community_code"],
         grids.get("name", [None] * len(grids)),
         grids.geometry,
-        attrs,
         strict=True,
     ):
         if community not in community_ids:
@@ -196,17 +194,11 @@ def _write_grids(
                 "name": None
                 if name is None or (isinstance(name, float) and np.isnan(name))
                 else str(name),
-                "geom": _wkb(_as_multi(geom)),
-                "attrs": json.loads(a),
+                "geom": as_wkb(as_multipolygon(geom)),
+                "attrs": {},
             }
         )
     session.execute(insert(Grid), rows)
-
-
-def _as_multi(geom: Any) -> Any:
-    import shapely
-
-    return shapely.multipolygons([geom]) if geom.geom_type == "Polygon" else geom
 
 
 #: Crosswalk rows below this shared area with no building are numerical slivers.
@@ -319,19 +311,8 @@ def replace_draft_grids(
         raise PlanNotDraft(
             f"plan {plan_id} is {plan.status.value}; only drafts can be edited", field="plan_id"
         )
-    district_code = plan_district_code(session, plan)
-    inputs = PlanInputs(
-        plan.district_id,
-        district_code,
-        plan.parent_id or plan.id,
-        gpd.GeoDataFrame(),
-        gpd.GeoDataFrame(),
-        gpd.GeoDataFrame(),
-        gpd.GeoDataFrame(),
-        set(),
-    )
     session.execute(delete(Grid).where(Grid.plan_id == plan_id))
-    _write_grids(session, inputs, plan_id, grids)
+    _write_grids(session, plan.district_id, plan_id, grids)
     _write_crosswalk(session, plan_id, crosswalk)
     params = dict(plan.params or {})
     params["edits"] = [*params.get("edits", []), jsonable(edit)]

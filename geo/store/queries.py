@@ -88,7 +88,7 @@ class LoadSummary:
         return asdict(self)
 
 
-def _wkb(geom: shapely.Geometry) -> WKBElement:
+def as_wkb(geom: shapely.Geometry) -> WKBElement:
     return WKBElement(shapely.to_wkb(geom), srid=SRID, extended=False)
 
 
@@ -96,7 +96,7 @@ def _ewkb_hex(geoms: np.ndarray) -> np.ndarray:
     return shapely.to_wkb(shapely.set_srid(geoms, SRID), hex=True, include_srid=True)
 
 
-def _extra_attrs(frame: pd.DataFrame, known: Sequence[str]) -> list[str]:
+def extra_attrs(frame: pd.DataFrame, known: Sequence[str]) -> list[str]:
     """JSON of the columns the schema does not name, one string per row."""
     extra = [c for c in frame.columns if c not in known and c != frame.geometry.name]
     if not extra:
@@ -163,9 +163,9 @@ def store_district(
         .values(
             code=data.code,
             name=data.name,
-            geom=_wkb(data.district.geometry.iat[0]),
+            geom=as_wkb(data.district.geometry.iat[0]),
             source=source,
-            attrs=json.loads(_extra_attrs(data.district, REQUIRED_COLUMNS["district"])[0]),
+            attrs=json.loads(extra_attrs(data.district, REQUIRED_COLUMNS["district"])[0]),
         )
         .returning(District.id)
     )
@@ -216,11 +216,16 @@ def store_district(
         session.execute(
             insert(Road),
             [
-                {"district_id": district_pk, "name": str(name), "geom": _wkb(geom), "attrs": attrs}
+                {
+                    "district_id": district_pk,
+                    "name": str(name),
+                    "geom": as_wkb(geom),
+                    "attrs": attrs,
+                }
                 for name, geom, attrs in zip(
                     data.roads["name"],
                     data.roads.geometry,
-                    map(json.loads, _extra_attrs(data.roads, REQUIRED_COLUMNS["roads"])),
+                    map(json.loads, extra_attrs(data.roads, REQUIRED_COLUMNS["roads"])),
                     strict=True,
                 )
             ],
@@ -273,13 +278,13 @@ def _insert_units(
     fixed: dict[str, Any],
     known: Sequence[str],
 ) -> dict[str, int]:
-    attrs = _extra_attrs(frame, (*known, "district_code", "street_code"))
+    attrs = extra_attrs(frame, (*known, "district_code", "street_code"))
     rows = [
         {
             **fixed,
             "code": code,
             "name": str(name),
-            "geom": _wkb(geom),
+            "geom": as_wkb(geom),
             "attrs": json.loads(a),
             **({"street_id": int(frame["street_id"].iat[i])} if "street_id" in frame else {}),
         }
@@ -353,7 +358,7 @@ def teams_frame(session: Session, district_pk: int) -> pd.DataFrame:
 
 
 def _insert_grids(session: Session, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
-    attrs = _extra_attrs(grids, ("code", "community_code", "name", "community_id", *TEAM_COLUMNS))
+    attrs = extra_attrs(grids, ("code", "community_code", "name", "community_id", *TEAM_COLUMNS))
     names = grids["name"] if "name" in grids.columns else pd.Series([None] * len(grids))
     rows = [
         {
@@ -361,7 +366,7 @@ def _insert_grids(session: Session, plan_id: int, grids: gpd.GeoDataFrame) -> di
             "community_id": int(cid),
             "code": code,
             "name": None if name is None or (isinstance(name, float) and np.isnan(name)) else name,
-            "geom": _wkb(geom),
+            "geom": as_wkb(geom),
             "attrs": json.loads(a),
         }
         for code, cid, name, geom, a in zip(
@@ -427,7 +432,7 @@ def copy_buildings(
             "households": _int_column(buildings["households"], n).to_numpy(),
             "residents": _int_column(buildings.get("residents"), n).to_numpy(),
             "floors": _int_column(buildings.get("floors"), n).to_numpy(),
-            "attrs": _extra_attrs(buildings, BUILDING_COLUMNS),
+            "attrs": extra_attrs(buildings, BUILDING_COLUMNS),
             "grid_id": pd.array([grid_ids.get(c) if c else None for c in codes], dtype="Int64"),
             "geom": _ewkb_hex(buildings.geometry.to_numpy()),
         }
@@ -495,7 +500,7 @@ def _report_rows(
             "closed_at": time_column("closed_at"),
             "status": text_column("status", "reported"),
             "description": text_column("description"),
-            "attrs": _extra_attrs(reports, REPORT_COLUMNS),
+            "attrs": extra_attrs(reports, REPORT_COLUMNS),
             "grid_id": pd.array(mapped.to_numpy(), dtype="Int64"),
             "geom": _ewkb_hex(reports.geometry.to_numpy()),
             "registered_at": time_column("registered_at"),
@@ -513,7 +518,7 @@ def _report_rows(
 # --- reading back ---------------------------------------------------------------------------
 
 
-def _read(session: Session, sql: str, **params: Any) -> gpd.GeoDataFrame:
+def read_frame(session: Session, sql: str, **params: Any) -> gpd.GeoDataFrame:
     return gpd.read_postgis(
         text(sql).bindparams(**params), session.connection(), geom_col="geom", crs=SRID
     )
@@ -530,15 +535,15 @@ def _expand_attrs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return frame
 
 
-def _finish(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def finish_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     frame = _expand_attrs(frame).rename_geometry("geometry")
     return frame.reset_index(drop=True)
 
 
 def plan_grids(session: Session, plan_id: int) -> gpd.GeoDataFrame:
     """A plan's grids with their community code, in code order."""
-    return _finish(
-        _read(
+    return finish_frame(
+        read_frame(
             session,
             """SELECT g.code, c.code AS community_code, g.name, g.attrs, g.geom
                FROM grids g JOIN communities c ON c.id = g.community_id
@@ -552,11 +557,11 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
     """The stored district as contract layers (grids of ``plan_id`` or the published plan)."""
     pk = district_id(session, code)
     plan = plan_id if plan_id is not None else published_plan_id(session, pk)
-    district = _finish(
-        _read(session, "SELECT code, name, attrs, geom FROM districts WHERE id = :d", d=pk)
+    district = finish_frame(
+        read_frame(session, "SELECT code, name, attrs, geom FROM districts WHERE id = :d", d=pk)
     )
-    streets = _finish(
-        _read(
+    streets = finish_frame(
+        read_frame(
             session,
             """SELECT s.code, s.name, :code AS district_code, s.attrs, s.geom
                FROM streets s WHERE s.district_id = :d ORDER BY s.code""",
@@ -564,8 +569,8 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
             code=code,
         )
     )
-    communities = _finish(
-        _read(
+    communities = finish_frame(
+        read_frame(
             session,
             """SELECT c.code, c.name, s.code AS street_code, c.attrs, c.geom
                FROM communities c JOIN streets s ON s.id = c.street_id
@@ -577,16 +582,16 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
     teams = teams_frame(session, pk)
     if not teams.empty:
         grids = grids.merge(teams, on="code", how="left")
-    buildings = _finish(
-        _read(
+    buildings = finish_frame(
+        read_frame(
             session,
             """SELECT building_id, address, households, residents, floors, attrs, geom
                FROM buildings WHERE district_id = :d ORDER BY building_id""",
             d=pk,
         )
     )
-    reports = _finish(
-        _read(
+    reports = finish_frame(
+        read_frame(
             session,
             """SELECT report_id, category, subcategory,
                       to_char(reported_at AT TIME ZONE 'Asia/Shanghai',
@@ -607,8 +612,8 @@ def load_district_data(session: Session, code: str, plan_id: int | None = None) 
             d=pk,
         )
     )
-    roads = _finish(
-        _read(
+    roads = finish_frame(
+        read_frame(
             session, "SELECT name, attrs, geom FROM roads WHERE district_id = :d ORDER BY id", d=pk
         )
     )
