@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from api.commands.lookup import lookup_command
 from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
 from api.console import database_url, out, print_json, reports_errors, settings, stages
+from geo.precision import DEFAULT_REPAIR_WIDTH_M
 
 app = typer.Typer(
     name="gridmap",
@@ -32,7 +34,17 @@ def load(
     ),
     replace: bool = typer.Option(False, "--replace", help="replace the district if it exists"),
     repair: bool = typer.Option(
-        False, "--repair", help="fix what is safe to fix (make_valid, slivers) and report it"
+        False,
+        "--repair",
+        help="fix what is safe to fix (make_valid; gaps and overlaps up to --repair-width-m) "
+        "and report each fix",
+    ),
+    repair_width_m: float = typer.Option(
+        DEFAULT_REPAIR_WIDTH_M,
+        "--repair-width-m",
+        min=0.0,
+        help="widest gap or overlap --repair absorbs, in metres (pieces thinner than "
+        "GRIDMAP_TOLERANCE_M are noise and always absorbed)",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate only; store nothing"),
     json_output: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -54,13 +66,28 @@ def load(
             f"validating district {data.code} {data.name}: {len(data.grids)} grids, "
             f"{len(data.buildings):,} buildings, {len(data.reports):,} reports"
         )
-        data, repairs = validate_district(data, repair=repair, progress=step)
+        data, repairs = validate_district(
+            data,
+            repair=repair,
+            tolerance_m=config.tolerance_m,
+            repair_width_m=repair_width_m,
+            progress=step,
+        )
         for fix in repairs:
             step(f"[yellow]repaired[/] {fix}")
+        if data.noding is not None:
+            step(str(data.noding))
         if dry_run:
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
-                print_json({"valid": True, "district_code": data.code, "repairs": len(repairs)})
+                print_json(
+                    {
+                        "valid": True,
+                        "district_code": data.code,
+                        "repairs": len(repairs),
+                        "noding": asdict(data.noding) if data.noding else None,
+                    }
+                )
             return
         url = database_url(config)
         with transaction(url) as session:
@@ -95,6 +122,12 @@ def load(
         f"{'Replaced the stored district. ' if summary.replaced else ''}"
         f"{len(summary.repairs)} repairs. Stored in {summary.seconds:.1f} s."
     )
+    if summary.noding is not None:
+        out.print(
+            f"Noded in {summary.noding['drawn_in']}: {summary.noding['vertices_moved']:,} "
+            f"vertices moved (largest move {summary.noding['max_move_m'] * 1000:.1f} mm), "
+            f"{summary.noding['noise_pieces']:,} noise pieces absorbed."
+        )
 
 
 @app.command()

@@ -28,7 +28,16 @@ from geo.io import (
     read_layer,
     reproject_layer,
 )
-from geo.plans import polygonal
+from geo.topology import (
+    DEFAULT_REPAIR_WIDTH_M,
+    DEFAULT_TOLERANCE_M,
+    Finding,
+    Level,
+    NodingReport,
+    drawn_in_candidates,
+    node_hierarchy,
+    polygonal,
+)
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "district": ("code", "name"),
@@ -58,10 +67,6 @@ CODE_COLUMN = {
     "reports": "report_id",
 }
 
-#: Gaps or overlaps smaller than this are slivers that ``--repair`` may absorb.
-SLIVER_M2 = 1.0
-#: Below this, differences are floating-point noise, not gaps (about 1 cm²).
-NOISE_M2 = 1e-4
 #: Integer columns are PostgreSQL ``integer``; larger values would fail only inside COPY.
 MAX_INT = 2**31 - 1
 #: ``reports.status`` is ``varchar(32)``.
@@ -82,6 +87,10 @@ class DistrictData:
     reports: gpd.GeoDataFrame
     roads: gpd.GeoDataFrame
     sources: dict[str, str] = field(default_factory=dict)
+    #: The CRS each layer's file declared (None: none declared), before reprojection.
+    declared_crs: dict[str, CRS | None] = field(default_factory=dict)
+    #: What noding did at validation (None until validated).
+    noding: NodingReport | None = None
 
     @property
     def code(self) -> str:
@@ -163,14 +172,18 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
     if problems:
         raise DataRefused(problems=problems)
     layers: dict[str, gpd.GeoDataFrame] = {}
+    declared: dict[str, CRS | None] = {}
     for name in LAYERS:
         if name not in found:
             layers[name] = empty_layer(name)
             continue
         source, gpkg_layer = found[name]
         frame = read_layer(source, gpkg_layer, limits)
+        declared[name] = None if frame.crs is None else CRS.from_user_input(frame.crs)
         layers[name] = reproject_layer(frame, file=str(source), layer=name)
-    return DistrictData(**layers, sources={k: str(v[0]) for k, v in found.items()})
+    return DistrictData(
+        **layers, sources={k: str(v[0]) for k, v in found.items()}, declared_crs=declared
+    )
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:
@@ -193,7 +206,8 @@ def validate_district(
     data: DistrictData,
     *,
     repair: bool = False,
-    sliver_m2: float = SLIVER_M2,
+    tolerance_m: float = DEFAULT_TOLERANCE_M,
+    repair_width_m: float = DEFAULT_REPAIR_WIDTH_M,
     progress: Progress | None = None,
 ) -> tuple[DistrictData, list[Repair]]:
     """Check every rule of the contract; return the (repaired) data or refuse with all problems."""
@@ -223,31 +237,16 @@ def validate_district(
     _check_attributes(data, problems)
     if problems:
         raise DataRefused(problems=problems)
-    say("checking that each level tiles its parent")
+    say("noding the hierarchy: every level an exact tiling of its parent")
+    data = node_district(
+        data,
+        repair=repair,
+        tolerance_m=tolerance_m,
+        repair_width_m=repair_width_m,
+        problems=problems,
+        repairs=repairs,
+    )
     metric = metric_crs_for_bounds(tuple(data.district.total_bounds))
-    tiled: dict[str, gpd.GeoDataFrame] = {}
-    for child, parent, key in (
-        ("streets", "district", "district_code"),
-        ("communities", "streets", "street_code"),
-        ("grids", "communities", "community_code"),
-    ):
-        children = tiled.get(child, data.layer(child))
-        parents = tiled.get(parent, data.layer(parent))
-        fixed = check_tiling(
-            children,
-            parents,
-            key,
-            child,
-            parent,
-            metric,
-            repair,
-            sliver_m2,
-            problems,
-            repairs,
-            source=data.sources.get(child),
-        )
-        tiled[child] = fixed
-    data = replace(data, **tiled)
     say("checking buildings and reports")
     _check_points_inside(data, metric, problems)
     if problems:
@@ -552,185 +551,106 @@ def _one_time(value: str) -> pd.Timestamp:
 
 # --- tilings ------------------------------------------------------------------------------
 
+#: The four polygon levels, each with the column naming its parent.
+HIERARCHY: tuple[tuple[str, str | None], ...] = (
+    ("district", None),
+    ("streets", "district_code"),
+    ("communities", "street_code"),
+    ("grids", "community_code"),
+)
+_SINGULAR = {
+    "district": "district",
+    "streets": "street",
+    "communities": "community",
+    "grids": "grid",
+}
 
-def check_tiling(
-    children: gpd.GeoDataFrame,
-    parents: gpd.GeoDataFrame,
-    key: str,
-    child_layer: str,
-    parent_layer: str,
-    metric: CRS,
+
+def node_district(
+    data: DistrictData,
+    *,
     repair: bool,
-    sliver_m2: float,
+    tolerance_m: float,
+    repair_width_m: float,
     problems: list[Problem],
     repairs: list[Repair],
-    source: str | None = None,
-) -> gpd.GeoDataFrame:
-    """Each parent's children must cover it exactly: no overlap, no gap, nothing outside.
+) -> DistrictData:
+    """Node the four polygon levels into an exact hierarchy (see ``geo.topology``).
 
-    Overlay runs in EPSG:4326, where shared edges are stored and therefore exact (projecting
-    first would bend long edges away from vertices that lie on them); only the pieces found
-    are projected to ``metric`` to measure them in m². With ``repair``, slivers below
-    ``sliver_m2`` are absorbed (overlaps go to the smaller code, gaps to the neighbour with
-    the longest shared edge, parts outside the parent are clipped).
+    Noise (pieces thinner than the tolerance) is absorbed silently and counted; real gaps,
+    overlaps and parts outside a parent become problems, or repairs when ``repair`` and the
+    piece is at most ``repair_width_m`` wide.
     """
-    area_m2 = _area_measure(metric)
-    out_geoms = children.geometry.to_numpy().copy()
-    child_geoms = children.geometry.to_numpy()
-    child_codes = children["code"].to_numpy()
-    changed = False
-    for p_idx in range(len(parents)):
-        p_code = parents["code"].iat[p_idx]
-        parent_geom = parents.geometry.iat[p_idx]
-        rows = np.flatnonzero((children[key] == p_code).to_numpy())
-        where = f"{parent_layer} {p_code}"
-        if len(rows) == 0:
-            problems.append(
-                Problem(
-                    f"{where} has no {child_layer}",
-                    file=source,
-                    layer=child_layer,
-                    feature=str(p_code),
-                    fix=f"add {child_layer} that cover {where}",
+    levels: list[Level] = []
+    for name, key in HIERARCHY:
+        frame = data.layer(name)
+        codes = frame["code"].astype(str).tolist()
+        parents = None
+        if key is not None:
+            above = {c: i for i, c in enumerate(levels[-1].codes)}
+            parents = [above[str(c)] for c in frame[key]]
+        levels.append(Level(name, codes, parents, frame.geometry.to_numpy()))
+    declared = data.declared_crs.get("grids")
+    candidates = drawn_in_candidates(declared, tuple(data.district.total_bounds))
+    noded = node_hierarchy(levels, candidates, tolerance_m=tolerance_m)
+    for finding in noded.real_findings:
+        child = finding.level
+        fixable = finding.kind != "uncovered" and finding.width_m <= repair_width_m
+        if repair and fixable:
+            repairs.append(
+                Repair(
+                    child,
+                    finding.codes[0] if finding.codes else str(finding.parent),
+                    f"absorbed {_describe(finding)}",
                 )
             )
             continue
-        findings = _tiling_findings(child_geoms[rows], child_codes[rows], parent_geom, area_m2)
-        fixable = all(area < sliver_m2 for _, _, area, _ in findings)
-        if findings and repair and fixable:
-            fixed = _repair_tiling(child_geoms[rows], child_codes[rows], parent_geom)
-            for j, row in enumerate(rows):
-                out_geoms[row] = as_multipolygon(fixed[j])
-            for kind, code, area, _point in findings:
-                repairs.append(
-                    Repair(
-                        child_layer,
-                        str(code) if code is not None else where,
-                        f"absorbed a {area:.3f} m² {kind} in {where}",
-                    )
-                )
-            changed = True
-            continue
-        for kind, code, area, point in findings:
-            hint = (
-                "run with --repair to absorb slivers"
-                if area < sliver_m2
-                else f"redraw the {child_layer} so they tile {where} exactly"
+        problems.append(
+            Problem(
+                _describe(finding),
+                file=data.sources.get(child),
+                layer=child,
+                feature=", ".join(finding.codes) or finding.parent,
+                fix=(
+                    f"run with --repair to absorb it (--repair-width-m {repair_width_m:g} "
+                    "absorbs pieces up to that width)"
+                    if fixable
+                    else _redraw_fix(finding, repair_width_m)
+                ),
             )
-            problems.append(
-                Problem(
-                    f"{kind} of {area:,.2f} m² in {where} near ({point.x:.6f}, {point.y:.6f})",
-                    file=source,
-                    layer=child_layer,
-                    feature=str(code) if code is not None else where,
-                    fix=hint,
-                )
-            )
-    if not changed:
-        return children
-    out = children.copy()
-    out[out.geometry.name] = out_geoms
-    return out
+        )
+    frames = {}
+    for (name, _), geoms in zip(HIERARCHY, noded.geoms, strict=True):
+        frame = data.layer(name).copy()
+        frame[frame.geometry.name] = geoms
+        frames[name] = frame
+    return replace(data, **frames, noding=noded.report())
 
 
-def _area_measure(metric: CRS) -> Callable[[shapely.Geometry], float]:
-    """Area in m² of a lon/lat geometry, by the ellipsoid's local scale at the piece.
-
-    Edges are straight in lon/lat, so a sliver that is degenerate there (three vertices on
-    one parallel, off by 1e-14°) must measure ~0. Projecting only its vertices to UTM
-    would bend the parallel and report tens of m² of "gap" after any reprojection.
-    ``metric`` is kept for the signature; pieces are small, so the local scale is exact
-    to well under 1 %.
-    """
-    del metric
-    a, f = 6378137.0, 1 / 298.257223563  # WGS 84
-    e2 = f * (2 - f)
-    rad = np.pi / 180.0
-
-    def measure(geom: shapely.Geometry) -> float:
-        if geom is None or shapely.is_empty(geom):
-            return 0.0
-        lat = float(shapely.centroid(geom).y) * rad
-        w = 1.0 - e2 * np.sin(lat) ** 2
-        m_per_deg_lat = rad * a * (1 - e2) / w**1.5
-        m_per_deg_lon = rad * a / np.sqrt(w) * np.cos(lat)
-        return float(shapely.area(geom)) * m_per_deg_lat * m_per_deg_lon
-
-    return measure
+def _describe(finding: Finding) -> str:
+    """One planner-readable sentence: what, how big, how wide, where."""
+    child = _SINGULAR[finding.level]
+    parent_level = {"streets": "district", "communities": "street", "grids": "community"}
+    parent = f"{parent_level.get(finding.level, 'district')} {finding.parent}"
+    size = f"{finding.area_m2:,.2f} m², {finding.width_m:.2f} m wide"
+    where = f"near ({finding.lon:.6f}, {finding.lat:.6f})"
+    if finding.kind == "gap":
+        between = f" between {finding.level} {', '.join(finding.codes)}" if finding.codes else ""
+        return f"gap of {size}, in {parent}{between} {where}: no {child} covers it"
+    if finding.kind == "overlap":
+        return f"overlap of {size}, between {finding.level} {' and '.join(finding.codes)} {where}"
+    if finding.kind == "outside":
+        return f"part of {child} {finding.codes[0]} outside its {parent}: {size}, {where}"
+    return f"{parent} has {finding.area_m2:,.2f} m² that no {child} covers or borders {where}"
 
 
-def as_multipolygon(geom: shapely.Geometry) -> shapely.Geometry:
-    """Polygon -> MultiPolygon: the store's geometry columns are MULTIPOLYGON."""
-    if geom.geom_type == "Polygon":
-        return shapely.multipolygons([geom])
-    return geom
-
-
-def _tiling_findings(
-    geoms: np.ndarray,
-    codes: np.ndarray,
-    parent: shapely.Geometry,
-    area_m2: Callable[[shapely.Geometry], float],
-) -> list[tuple[str, str | None, float, shapely.Point]]:
-    """(kind, child code, area m², location) for overlaps, gaps and parts outside the parent."""
-    findings: list[tuple[str, str | None, float, shapely.Point]] = []
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    for a, b in zip(left, right, strict=True):
-        if a >= b:
-            continue
-        overlap = polygonal(shapely.intersection(geoms[a], geoms[b]))
-        area = area_m2(overlap)
-        if area > NOISE_M2:
-            findings.append(
-                (
-                    f"overlap between {codes[a]} and {codes[b]}",
-                    codes[a],
-                    area,
-                    shapely.point_on_surface(overlap),
-                )
-            )
-    outside = shapely.difference(geoms, parent)
-    for i, piece in enumerate(outside):
-        area = area_m2(piece)
-        if area > NOISE_M2:
-            findings.append(
-                (
-                    f"part outside its parent ({codes[i]} is not inside it)",
-                    codes[i],
-                    area,
-                    shapely.point_on_surface(piece),
-                )
-            )
-    gaps = shapely.difference(parent, shapely.union_all(geoms))
-    for piece in shapely.get_parts(gaps):
-        area = area_m2(piece)
-        if area > NOISE_M2:
-            near = tree.query(piece, predicate="intersects")
-            neighbours = ", ".join(sorted(str(codes[j]) for j in near)) or None
-            findings.append(("gap", neighbours, area, shapely.point_on_surface(piece)))
-    return findings
-
-
-def _repair_tiling(
-    geoms: np.ndarray, codes: np.ndarray, parent: shapely.Geometry
-) -> list[shapely.Geometry]:
-    """Clip to the parent, give overlaps to the smaller code, gaps to the longest neighbour."""
-    order = np.argsort(codes.astype(str))
-    fixed: list[shapely.Geometry] = [shapely.Polygon()] * len(geoms)
-    taken: shapely.Geometry = shapely.Polygon()
-    for i in order:
-        g = shapely.difference(shapely.intersection(geoms[i], parent), taken)
-        fixed[i] = polygonal(g)
-        taken = shapely.union(taken, fixed[i])
-    gaps = shapely.difference(parent, taken)
-    for piece in shapely.get_parts(gaps):
-        if shapely.area(piece) <= 0:
-            continue
-        shared = [shapely.length(shapely.intersection(piece.boundary, f.boundary)) for f in fixed]
-        best = int(np.argmax(shared))
-        fixed[best] = polygonal(shapely.union(fixed[best], piece))
-    return fixed
+def _redraw_fix(finding: Finding, repair_width_m: float) -> str:
+    if finding.kind == "uncovered":
+        return f"add {finding.level} that cover it"
+    return (
+        f"redraw the {finding.level} so that they tile their parent exactly (this piece is "
+        f"wider than --repair-width-m {repair_width_m:g} m)"
+    )
 
 
 def _check_points_inside(data: DistrictData, metric: CRS, problems: list[Problem]) -> None:

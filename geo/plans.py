@@ -26,6 +26,7 @@ from shapely import LineString
 
 from geo.crs import metric_crs_for_bounds
 from geo.errors import Conflict, InvalidInput, Problem
+from geo.topology import PRECISION_DEG, node_coverage, polygonal, round_to_grid, snap
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -61,10 +62,10 @@ IntArray = npt.NDArray[np.int64]
 
 
 def grid_size_for(crs: Any) -> float:
-    """Fixed precision of the topology: 1e-7 degrees (≈1 cm) or 1 cm in a projected CRS."""
+    """Fixed precision of the topology: the storage grid in lon/lat, 1 mm when projected."""
     if crs is None or pyproj.CRS.from_user_input(crs).is_geographic:
-        return 1e-7
-    return 0.01
+        return PRECISION_DEG
+    return 0.001
 
 
 def metric_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
@@ -81,24 +82,6 @@ def to_metric(geoms: Any, crs: Any, mcrs: pyproj.CRS) -> npt.NDArray[Any]:
     if pyproj.CRS.from_user_input(crs) == mcrs:
         return arr
     return np.asarray(gpd.GeoSeries(arr, crs=crs).to_crs(mcrs).values, dtype=object)
-
-
-def snap(geoms: Any, grid_size: float) -> npt.NDArray[Any]:
-    """Snap to the fixed precision grid, keeping valid polygons (no collapse to lines)."""
-    out = shapely.set_precision(np.asarray(geoms, dtype=object), grid_size, mode="valid_output")
-    return np.asarray(shapely.make_valid(out), dtype=object)
-
-
-def polygonal(geom: Any) -> Any:
-    """Keep only the polygons of an overlay result (drop stray lines and points)."""
-    if geom is None or geom.is_empty:
-        return shapely.Polygon()
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
-        return geom
-    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
-    if not parts:
-        return shapely.Polygon()
-    return shapely.union_all(parts)
 
 
 # --------------------------------------------------------------------------- loads, assignment
@@ -178,72 +161,6 @@ def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
 
 
 # --------------------------------------------------------------------------- coverage
-
-
-def node_coverage(geoms: Sequence[Any], grid_size: float) -> list[Any]:
-    """Make every shared edge carry the same vertices on both sides, on the precision grid.
-
-    Cuts ending on a neighbour's boundary add a vertex on one side only, which
-    ``coverage_is_valid`` rejects. Noding all boundaries, polygonizing the faces and giving
-    each face back to the polygon that holds it restores a valid coverage; tiny faces left by
-    snap rounding go to the polygon overlapping them most.
-    """
-    arr = np.asarray(list(geoms), dtype=object)
-    if len(arr) <= 1:
-        return list(arr)
-    lines = shapely.union_all(shapely.boundary(arr), grid_size=grid_size)
-    faces = np.asarray(
-        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
-    )
-    if len(faces) == 0:
-        return list(arr)
-    tree = shapely.STRtree(arr)
-    probes = shapely.point_on_surface(faces)
-    f_idx, g_idx = tree.query(probes, predicate="within")
-    owner = np.full(len(faces), -1, dtype=np.int64)
-    order = np.lexsort((g_idx, f_idx))
-    f_idx, g_idx = f_idx[order], g_idx[order]
-    first = np.r_[True, f_idx[1:] != f_idx[:-1]] if len(f_idx) else np.zeros(0, dtype=bool)
-    owner[f_idx[first]] = g_idx[first]
-    for f in np.flatnonzero(owner < 0):
-        cand = tree.query(faces[f], predicate="intersects")
-        if len(cand) == 0:
-            continue
-        cand = np.sort(cand)
-        shared = shapely.area(shapely.intersection(arr[cand], faces[f]))
-        if shared.max() > 0.5 * faces[f].area:
-            owner[f] = cand[int(np.argmax(shared))]
-
-    def union_of(i: int) -> Any:
-        mine = faces[owner == i]
-        if len(mine) == 0:
-            return arr[i]
-        return mine[0] if len(mine) == 1 else shapely.coverage_union_all(mine)
-
-    out: list[Any] = [union_of(i) for i in range(len(arr))]
-    # A sliver where two polygons overlap goes to the lower index; when it is the neck of
-    # the other polygon, that one would fall apart: give it the sliver if the first stays
-    # in one piece without it.
-    f_all, g_all = f_idx, g_idx
-    multi = {i for i in range(len(arr)) if shapely.get_num_geometries(out[i]) > 1}
-    if multi:
-        dup = np.flatnonzero(np.bincount(f_all, minlength=len(faces)) > 1)
-        for face in dup.tolist():
-            cur = int(owner[face])
-            for c in g_all[f_all == face].tolist():
-                if c == cur or c not in multi:
-                    continue
-                owner[face] = c
-                grown, shrunk = union_of(c), union_of(cur)
-                if shapely.get_num_geometries(grown) < shapely.get_num_geometries(
-                    out[c]
-                ) and shapely.get_num_geometries(shrunk) <= shapely.get_num_geometries(out[cur]):
-                    out[c], out[cur] = grown, shrunk
-                    if shapely.get_num_geometries(grown) == 1:
-                        multi.discard(c)
-                    break
-                owner[face] = cur
-    return out
 
 
 def shared_lengths(geoms: Any) -> tuple[IntArray, IntArray, FloatArray]:
@@ -891,22 +808,6 @@ def voronoi_sites(
     cross = np.flatnonzero(~inside)
     clipped[cross] = shapely.intersection(cells[cross], region, grid_size=grid_size)
     return uxy, inverse, [polygonal(c) for c in clipped]
-
-
-def round_to_grid(cells: Any, grid_size: float) -> Any:
-    """Snap polygons vertex by vertex, as GEOS rounds (``round(x / g) * g``): much faster
-    than ``set_precision``, and shared vertices stay shared; any polygon rounding made
-    invalid goes through ``set_precision`` instead."""
-    if len(cells) == 0:
-        return np.zeros(0, dtype=object)
-    scale = 1.0 / grid_size
-    out = shapely.remove_repeated_points(
-        shapely.transform(cells, lambda c: np.floor(c * scale + 0.5) / scale)
-    )
-    bad = ~shapely.is_valid(out)
-    if bad.any():
-        out[bad] = shapely.set_precision(cells[bad], grid_size)
-    return out
 
 
 def voronoi_cells(region: Any, points: Any, grid_size: float) -> list[Any]:

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from geo.precision import DEFAULT_TOLERANCE_M
+
 #: The repository root: the embedded cluster lives under ``<root>/.gridmap`` by default.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +64,8 @@ class GridmapSettings(BaseSettings):
     max_vertices_per_feature: int = Field(default=1_000_000, gt=0)
     max_nesting_depth: int = Field(default=8, gt=0)
     lookup_batch_limit: int = Field(default=10_000, gt=0, le=1_000_000)
+    #: Topology tolerance in metres: narrower differences are noise (see geo/topology.py).
+    tolerance_m: float = Field(default=DEFAULT_TOLERANCE_M, gt=0, le=1.0)
 
     @field_validator("database_url")
     @classmethod

@@ -140,6 +140,18 @@ def handmade_layers(seed: int = 3) -> dict[str, gpd.GeoDataFrame]:
     return layers
 
 
+def stored_layers(seed: int = 3) -> dict[str, gpd.GeoDataFrame]:
+    """The layers as ``gridmap load`` stores them: noded, densified, on the precision grid.
+
+    Tests that ask "which stored grid covers this point" need these, not the drawing: a
+    vertex computed as ``X0 + x * UNIT`` is an ulp off its stored, rounded self.
+    """
+    from geo.grids import DistrictData, validate_district
+
+    data, _ = validate_district(DistrictData(**handmade_layers(seed)))
+    return {name: data.layer(name) for name in handmade_layers(seed)}
+
+
 def _line(x1: float, y1: float, x2: float, y2: float) -> LineString:
     return LineString([(X0 + x1 * UNIT, Y0 + y1 * UNIT), (X0 + x2 * UNIT, Y0 + y2 * UNIT)])
 

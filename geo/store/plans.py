@@ -20,7 +20,6 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft
-from geo.grids import as_multipolygon
 from geo.store.models import CrosswalkRow, District, Grid, GridPlan, GridTeam, PlanStatus
 from geo.store.queries import (
     as_wkb,
@@ -31,6 +30,7 @@ from geo.store.queries import (
     read_frame,
     reassign_district,
 )
+from geo.topology import as_multipolygon
 
 Progress = Callable[[str], None]
 

@@ -83,6 +83,8 @@ class LoadSummary:
     replaced: bool
     seconds: float
     repairs: list[str] = field(default_factory=list)
+    #: What noding did: CRS it ran in, vertices moved, largest move, noise absorbed.
+    noding: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,6 +249,7 @@ def store_district(
         replaced=existing is not None,
         seconds=round(time.perf_counter() - started, 2),
         repairs=[str(r) for r in repairs],
+        noding=asdict(data.noding) if data.noding is not None else None,
     )
 
 

@@ -17,9 +17,9 @@ from geo.crs import wgs84_to_gcj02
 from geo.lookup import GridLookup, sql_lookup
 from geo.store.session import transaction
 from tests.api.conftest import LiveServer
-from tests.handmade import handmade_layers
+from tests.handmade import stored_layers
 
-GRIDS = handmade_layers()["grids"]
+GRIDS = stored_layers()["grids"]
 VERTICES = np.unique(shapely.get_coordinates(GRIDS.geometry.to_numpy()), axis=0)
 
 

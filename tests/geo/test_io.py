@@ -349,16 +349,16 @@ def _whole_district_in(crs: str) -> dict[str, gpd.GeoDataFrame]:
 def test_district_in_another_crs_loads_to_the_same_grids(
     tmp_path: Path, crs: str, fmt: str
 ) -> None:
-    """UTM and CGCS2000 files validate (no false slivers) and match the lon/lat original."""
+    """UTM and CGCS2000 files validate (no false slivers) and match the lon/lat original
+    within the tolerance (1 cm; noding densifies long edges, so vertices differ)."""
     paths = write_handmade(tmp_path, fmt, **_whole_district_in(crs))
     data, repairs = validate_district(read_district(paths))
     assert repairs == []
     original = handmade_layers()["grids"]
     assert data.grids["code"].tolist() == original["code"].tolist()
     for got, want in zip(data.grids.geometry, original.geometry, strict=True):
-        assert shapely.equals_exact(
-            shapely.normalize(got), shapely.normalize(_multi(want)), tolerance=1e-7
-        )
+        assert shapely.hausdorff_distance(got, _multi(want), densify=0.01) < 1e-7
+        assert shapely.symmetric_difference(got, want).area < 1e-7 * want.length
     points = shapely.get_coordinates(data.buildings.geometry.to_numpy())
     want_points = shapely.get_coordinates(handmade_layers()["buildings"].geometry.to_numpy())
     assert np.abs(points - want_points).max() < 1e-7

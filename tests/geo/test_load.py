@@ -407,28 +407,28 @@ BROKEN: dict[str, Broken] = {
             tmp, grids=changed("grids", e=lambda f: set_geometry(f, 0, cell(0, 0, 1.2, 2)))
         ),
         (
-            f"overlap between {grid_code('G11')} and {grid_code('G12')} of",
-            " m² in communities",
+            "overlap of ",
+            f" m wide, between grids {grid_code('G11')} and {grid_code('G12')}",
             "near (120.38",
         ),
         layer="grids",
-        feature=grid_code("G11"),
-        fix="redraw the grids",
+        feature=f"{grid_code('G11')}, {grid_code('G12')}",
+        fix="redraw the grids so that they tile",
     ),
     "gap inside a community": Broken(
         lambda tmp: write(
             tmp, grids=changed("grids", e=lambda f: set_geometry(f, 0, cell(0, 0, 0.8, 2)))
         ),
-        ("gap of ", " m² in communities ", "near (120.38"),
+        ("gap of ", " m wide, in community ", "near (120.38", "no grid covers it"),
         layer="grids",
         feature=f"{grid_code('G11')}, {grid_code('G12')}",
-        fix="redraw the grids so they tile",
+        fix="redraw the grids so that they tile",
     ),
     "grid not inside its community": Broken(
         lambda tmp: write(
             tmp, grids=changed("grids", e=lambda f: set_geometry(f, 5, cell(4.5, 0.5, 5.2, 1)))
         ),
-        (f"part outside its parent ({grid_code('G33')} is not inside it)",),
+        (f"part of grid {grid_code('G33')} outside its community",),
         layer="grids",
         feature=grid_code("G33"),
     ),
@@ -566,7 +566,13 @@ def test_dry_run_validates_and_stores_nothing(loaded: str, cli_env: str, tmp_pat
     before = fingerprint(loaded)
     result = invoke("load", *map(str, write(tmp_path)), "--replace", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"valid": True, "district_code": CODE, "repairs": 0}
+    verdict = json.loads(result.stdout)
+    assert {k: verdict[k] for k in ("valid", "district_code", "repairs")} == {
+        "valid": True,
+        "district_code": CODE,
+        "repairs": 0,
+    }
+    assert verdict["noding"]["noise_pieces"] == 0 and verdict["noding"]["max_move_m"] < 0.01
     assert fingerprint(loaded) == before
 
 
@@ -623,11 +629,12 @@ def test_load_json_summary_and_first_published_plan(
 def test_repair_fixes_invalid_rings_and_slivers_and_reports_each(
     loaded: str, cli_env: str, tmp_path: Path
 ) -> None:
-    """A spike (Ring Self-intersection) and a 0.5 m² sliver gap between G11 and G12."""
+    """A spike (Ring Self-intersection) and a real gap between G11 and G12: a triangle 1.1 km
+    long and 0.3 m wide at one end (wider than the tolerance, narrower than --repair-width-m)."""
     layers = district_layers(OTHER)
     spike = Polygon([xy(0, 0), xy(1, 0), xy(1, 2), xy(0.5, 2), xy(0.5, 1), xy(0.5, 2), xy(0, 2)])
     set_geometry(layers["grids"], 0, spike)
-    sliver = 1e-8  # degrees at one corner: a triangle of about 0.5 m²
+    sliver = 0.3 / 90_000  # degrees of longitude at one corner: 0.3 m at Qingdao
     g12 = layers["grids"].geometry.iat[1]
     moved = shapely.transform(
         g12,
@@ -649,12 +656,36 @@ def test_repair_fixes_invalid_rings_and_slivers_and_reports_each(
     assert any(
         f"feature {grid_code('G11')}: made valid (Ring Self-intersection" in r for r in repairs
     )
-    assert any("absorbed a 0." in r and "m² gap in communities" in r for r in repairs)
+    assert any("absorbed gap of " in r and " m wide, in community " in r for r in repairs)
     grids = stored(loaded, OTHER).grids
     assert grids.geometry.is_valid.all()
     community = layers["communities"].geometry.iat[0]
     union = shapely.union_all(grids.geometry.to_numpy()[:2])
     assert shapely.symmetric_difference(union, community).area < 1e-12
+
+
+def test_noise_is_absorbed_without_repair_and_counted(
+    loaded: str, cli_env: str, tmp_path: Path
+) -> None:
+    """A gap 1.1 km long and 4 mm wide at one end (area ~2 m²) is noise, not a problem:
+    slivers are judged by width. The vertex is snapped onto its neighbour's edge and the
+    summary says how far it moved."""
+    layers = district_layers(OTHER)
+    g12 = layers["grids"].geometry.iat[1]
+    moved = shapely.transform(
+        g12,
+        lambda c: np.where(
+            np.isclose(c, xy(1, 2)).all(axis=1)[:, None], c + np.array([5e-8, 0.0]), c
+        ),
+    )
+    set_geometry(layers["grids"], 1, moved)
+    paths = write_handmade(tmp_path, "gpkg", **layers)
+    result = invoke("load", *map(str, paths), "--replace", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["repairs"] == []
+    assert summary["noding"]["vertices_moved"] >= 1
+    assert 0.003 < summary["noding"]["max_move_m"] <= 0.01
 
 
 # --- round trip -----------------------------------------------------------------------------

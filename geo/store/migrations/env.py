@@ -28,9 +28,8 @@ def include_object(
 def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from geo.store.cluster import database_url
-
         from geo.settings import GridmapSettings
+        from geo.store.cluster import database_url
 
         url = database_url(GridmapSettings())
     return str(url)

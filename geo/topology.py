@@ -1,0 +1,688 @@
+"""The precision model: one tolerance, one precision grid, one way to node a hierarchy.
+
+What is stored is EPSG:4326 with every coordinate on a grid of :data:`PRECISION_DEG`
+(1e-8 degrees, about 1 mm), and every level (district, streets, communities, grids) is an
+exact, noded tiling of its parent: neighbours share identical vertices (``shapely.
+coverage_is_valid``) and each parent is the union of its children's faces, so nesting
+holds exactly, not within a tolerance.
+
+Layers arrive drawn in their own CRS, where they tile exactly; reprojecting bends straight
+edges, so a vertex that lay on a neighbour's edge (a T-junction) ends up millimetres off it.
+:func:`node_hierarchy` therefore nodes all levels together *in the CRS they were drawn in*
+(snap-rounding on a 1 mm grid), densifies long edges there so that the lon/lat boundary
+follows the line the surveyor drew, and only then reprojects. Pieces left between polygons
+are judged by width (twice the radius of their largest inscribed circle), not by area: a
+piece thinner than the tolerance everywhere is noise, whatever its area. Wider pieces are
+real gaps, overlaps or parts outside a parent, reported with location, area and width, and
+absorbed by ``repair`` up to a given width.
+
+Every later step (regrid, edits, simplification, export) works on this grid too, so kept
+grids stay geometrically identical and new grids nest exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyproj
+import shapely
+
+from geo.crs import WGS84, metric_crs_for_bounds
+from geo.precision import (
+    DEFAULT_REPAIR_WIDTH_M,
+    DEFAULT_TOLERANCE_M,
+    MAX_EDGE_M,
+    NODING_GRID_M,
+    PRECISION_DEG,
+)
+
+__all__ = [
+    "DEFAULT_REPAIR_WIDTH_M",
+    "DEFAULT_TOLERANCE_M",
+    "MAX_EDGE_M",
+    "PRECISION_DEG",
+    "Finding",
+    "Level",
+    "NodedHierarchy",
+    "NodingReport",
+    "as_multipolygon",
+    "drawn_in_candidates",
+    "node_coverage",
+    "node_hierarchy",
+    "on_precision_grid",
+    "piece_widths_m",
+    "polygonal",
+    "round_to_grid",
+    "snap",
+    "thinner_than",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+ObjArray = npt.NDArray[np.object_]
+
+_M_PER_DEG_LAT = 111_320.0
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def polygonal(geom: Any) -> Any:
+    """Keep only the polygons of an overlay result (drop stray lines and points)."""
+    if geom is None or geom.is_empty:
+        return shapely.Polygon()
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return shapely.Polygon()
+    return shapely.union_all(parts)
+
+
+def as_multipolygon(geom: shapely.Geometry) -> shapely.Geometry:
+    """Polygon -> MultiPolygon: the store's geometry columns are MULTIPOLYGON."""
+    if geom.geom_type == "Polygon":
+        return shapely.multipolygons([geom])
+    return geom
+
+
+def round_to_grid(geoms: Any, grid_size: float = PRECISION_DEG) -> Any:
+    """Round vertex by vertex, as GEOS does (``round(x / g) * g``); shared vertices stay
+    shared. Much faster than ``set_precision``; a polygon that rounding made invalid goes
+    through ``set_precision`` instead."""
+    arr = np.asarray(geoms, dtype=object)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=object)
+    scale = 1.0 / grid_size
+    out = shapely.remove_repeated_points(
+        shapely.transform(arr, lambda c: np.floor(c * scale + 0.5) / scale)
+    )
+    bad = ~shapely.is_valid(out)
+    if bad.any():
+        out[bad] = shapely.set_precision(arr[bad], grid_size)
+    return out
+
+
+def snap(geoms: Any, grid_size: float = PRECISION_DEG) -> ObjArray:
+    """Snap to the precision grid, keeping valid polygons (no collapse to lines)."""
+    out = shapely.set_precision(np.asarray(geoms, dtype=object), grid_size, mode="valid_output")
+    return np.asarray(shapely.make_valid(out), dtype=object)
+
+
+def on_precision_grid(geoms: Any, grid_size: float = PRECISION_DEG) -> bool:
+    """True when every coordinate already lies on the precision grid (rounding is a no-op)."""
+    coords = shapely.get_coordinates(np.asarray(geoms, dtype=object))
+    if len(coords) == 0:
+        return True
+    scale = 1.0 / grid_size
+    return bool(np.array_equal(np.floor(coords * scale + 0.5) / scale, coords))
+
+
+def node_coverage(geoms: Sequence[Any], grid_size: float = PRECISION_DEG) -> list[Any]:
+    """Make every shared edge carry the same vertices on both sides, on the precision grid.
+
+    Cuts ending on a neighbour's boundary add a vertex on one side only, which
+    ``coverage_is_valid`` rejects. Noding all boundaries, polygonizing the faces and giving
+    each face back to the polygon that holds it restores a valid coverage; tiny faces left by
+    snap rounding go to the polygon overlapping them most.
+    """
+    arr = np.asarray(list(geoms), dtype=object)
+    if len(arr) <= 1:
+        return list(arr)
+    lines = shapely.union_all(shapely.boundary(arr), grid_size=grid_size)
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))), dtype=object
+    )
+    if len(faces) == 0:
+        return list(arr)
+    tree = shapely.STRtree(arr)
+    probes = shapely.point_on_surface(faces)
+    f_idx, g_idx = tree.query(probes, predicate="within")
+    owner = np.full(len(faces), -1, dtype=np.int64)
+    order = np.lexsort((g_idx, f_idx))
+    f_idx, g_idx = f_idx[order], g_idx[order]
+    first = np.r_[True, f_idx[1:] != f_idx[:-1]] if len(f_idx) else np.zeros(0, dtype=bool)
+    owner[f_idx[first]] = g_idx[first]
+    for f in np.flatnonzero(owner < 0):
+        cand = tree.query(faces[f], predicate="intersects")
+        if len(cand) == 0:
+            continue
+        cand = np.sort(cand)
+        shared = shapely.area(shapely.intersection(arr[cand], faces[f]))
+        if shared.max() > 0.5 * faces[f].area:
+            owner[f] = cand[int(np.argmax(shared))]
+
+    def union_of(i: int) -> Any:
+        mine = faces[owner == i]
+        if len(mine) == 0:
+            return arr[i]
+        return mine[0] if len(mine) == 1 else shapely.coverage_union_all(mine)
+
+    out: list[Any] = [union_of(i) for i in range(len(arr))]
+    # A sliver where two polygons overlap goes to the lower index; when it is the neck of
+    # the other polygon, that one would fall apart: give it the sliver if the first stays
+    # in one piece without it.
+    f_all, g_all = f_idx, g_idx
+    multi = {i for i in range(len(arr)) if shapely.get_num_geometries(out[i]) > 1}
+    if multi:
+        dup = np.flatnonzero(np.bincount(f_all, minlength=len(faces)) > 1)
+        for face in dup.tolist():
+            cur = int(owner[face])
+            for c in g_all[f_all == face].tolist():
+                if c == cur or c not in multi:
+                    continue
+                owner[face] = c
+                grown, shrunk = union_of(c), union_of(cur)
+                if shapely.get_num_geometries(grown) < shapely.get_num_geometries(
+                    out[c]
+                ) and shapely.get_num_geometries(shrunk) <= shapely.get_num_geometries(out[cur]):
+                    out[c], out[cur] = grown, shrunk
+                    if shapely.get_num_geometries(grown) == 1:
+                        multi.discard(c)
+                    break
+                owner[face] = cur
+    return out
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _metric_for(geoms: ObjArray) -> pyproj.CRS:
+    return metric_crs_for_bounds(tuple(float(v) for v in shapely.total_bounds(geoms)))
+
+
+def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer | None:
+    if src == dst:
+        return None
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _apply(transformer: pyproj.Transformer | None, geoms: Any) -> ObjArray:
+    arr = np.asarray(geoms, dtype=object)
+    if transformer is None or len(arr) == 0:
+        return arr
+    return np.asarray(
+        shapely.transform(arr, lambda xy: np.column_stack(transformer.transform(*xy.T))),
+        dtype=object,
+    )
+
+
+def thinner_than(pieces_m: Any, width_m: float) -> npt.NDArray[np.bool_]:
+    """True for each metric polygon with no inscribed circle as wide as ``width_m``.
+
+    Exact and cheap: the inward buffer by half the width is empty exactly then. This is what
+    decides noise, so a kilometre-long sliver 3 mm wide is judged in milliseconds.
+    """
+    arr = np.asarray(pieces_m, dtype=object)
+    if len(arr) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(shapely.is_empty(shapely.buffer(arr, -width_m / 2.0, quad_segs=2)))
+
+
+def piece_widths_m(pieces_m: Any, precision_m: float = 0.005) -> FloatArray:
+    """Width of each metric polygon: the diameter of its largest inscribed circle, to
+    ``precision_m`` (reported to planners beside the area, which alone says little)."""
+    arr = np.asarray(pieces_m, dtype=object)
+    out = np.zeros(len(arr))
+    for i, piece in enumerate(arr):
+        if piece is None or piece.is_empty or piece.area <= 0:
+            continue
+        radius = 0.0
+        for part in shapely.get_parts(piece):
+            if part.area > 0:
+                tol = max(precision_m, 0.05 * 2.0 * part.area / max(part.length, 1e-12))
+                radius = max(radius, shapely.maximum_inscribed_circle(part, tol).length)
+        out[i] = 2.0 * radius
+    return out
+
+
+# --------------------------------------------------------------------------- the hierarchy
+
+
+@dataclass(frozen=True)
+class Level:
+    """One polygon layer of a hierarchy: codes, the index of each polygon's parent in the
+    level above (None for the root), and the polygons in EPSG:4326."""
+
+    name: str
+    codes: Sequence[str]
+    parents: Sequence[int] | None
+    geoms: ObjArray
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A piece that is not part of an exact tiling: a gap in a parent, an overlap of
+    children, a part of a child outside its parent, or a parent no child covers at all."""
+
+    level: str
+    kind: str
+    codes: tuple[str, ...]
+    parent: str | None
+    area_m2: float
+    width_m: float
+    lon: float
+    lat: float
+    noise: bool
+    #: The piece in a metric CRS, for measuring its width when it comes to be reported.
+    piece_m: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class NodingReport:
+    """What noding did to a delivered district, for the load summary."""
+
+    drawn_in: str
+    #: Vertices more than a millimetre from the delivered boundary (or delivered vertices
+    #: that far from the stored one).
+    vertices_moved: int
+    vertices_added: int
+    max_move_m: float
+    noise_pieces: int
+
+    def __str__(self) -> str:
+        return (
+            f"noded in {self.drawn_in}: {self.vertices_moved:,} vertices moved (largest move "
+            f"{self.max_move_m * 1000:.1f} mm), {self.vertices_added:,} added, "
+            f"{self.noise_pieces:,} noise pieces absorbed"
+        )
+
+
+@dataclass
+class NodedHierarchy:
+    """The noded levels (EPSG:4326, on the precision grid) and what noding did."""
+
+    geoms: list[ObjArray]
+    crs_used: str
+    findings: list[Finding] = field(default_factory=list)
+    vertices_moved: int = 0
+    vertices_added: int = 0
+    max_move_m: float = 0.0
+
+    @property
+    def real_findings(self) -> list[Finding]:
+        return [f for f in self.findings if not f.noise]
+
+    @property
+    def noise_pieces(self) -> int:
+        return sum(f.noise for f in self.findings)
+
+    def report(self) -> NodingReport:
+        return NodingReport(
+            self.crs_used,
+            self.vertices_moved,
+            self.vertices_added,
+            round(self.max_move_m, 4),
+            self.noise_pieces,
+        )
+
+
+def node_hierarchy(
+    levels: Sequence[Level],
+    drawn_in: Sequence[pyproj.CRS],
+    *,
+    tolerance_m: float = DEFAULT_TOLERANCE_M,
+) -> NodedHierarchy:
+    """Node every level against its neighbours and its parent, in the CRS it was drawn in.
+
+    ``drawn_in`` lists candidate CRSs in order of likelihood (the declared projected CRS; for
+    lon/lat files EPSG:4326 and then the local UTM zone, since lon/lat data is often
+    reprojected from a survey's projected CRS). The first that leaves no real finding wins;
+    otherwise the one leaving the least area in real findings. Findings (noise and real)
+    are returned; deciding what to refuse or repair is the caller's.
+    """
+    best: NodedHierarchy | None = None
+    best_area = float("inf")
+    for crs in drawn_in:
+        result = _node_in(levels, crs, tolerance_m)
+        area = sum(f.area_m2 for f in result.real_findings)
+        if not result.real_findings:
+            return result
+        if area < best_area:
+            best, best_area = result, area
+    assert best is not None
+    # Widths only for what is reported: the inscribed circle of a long sliver is not free.
+    real = [i for i, f in enumerate(best.findings) if not f.noise]
+    widths = piece_widths_m([best.findings[i].piece_m for i in real])
+    for i, width in zip(real, widths, strict=True):
+        best.findings[i] = replace(best.findings[i], width_m=float(width))
+    return best
+
+
+def drawn_in_candidates(
+    declared: pyproj.CRS | None, bounds: tuple[float, float, float, float]
+) -> list[pyproj.CRS]:
+    """CRSs a district may have been drawn in, most likely first.
+
+    The CRS the files declare comes first: that is usually where they were drawn. But files
+    are often reprojected before delivery (a Gauss–Krüger survey handed over in lon/lat, a
+    lon/lat drawing exported to UTM), so lon/lat, the local UTM zone and the CGCS2000
+    3-degree Gauss–Krüger zone (how Chinese surveying delivers) are tried next.
+    """
+    lon = (bounds[0] + bounds[2]) / 2.0
+    out: list[pyproj.CRS] = []
+    if declared is not None and not declared.is_geographic:
+        out.append(declared)
+    out += [WGS84, metric_crs_for_bounds(bounds)]
+    gk_cm = 3 * round(lon / 3)
+    if 75 <= gk_cm <= 135:
+        out.append(pyproj.CRS.from_epsg(4534 + (gk_cm - 75) // 3))
+    unique: list[pyproj.CRS] = []
+    for crs in out:
+        if not any(crs == seen for seen in unique):
+            unique.append(crs)
+    return unique
+
+
+def absorb_width_m(tolerance_m: float) -> float:
+    """Width below which a piece is noise: the tolerance less what snapping itself may move
+    a vertex, so that no stored vertex is further than the tolerance from the delivered one."""
+    snap_bound = (NODING_GRID_M + PRECISION_DEG * _M_PER_DEG_LAT) / np.sqrt(2.0)
+    return max(tolerance_m - snap_bound, tolerance_m / 2.0)
+
+
+def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> NodedHierarchy:
+    to_t = _transformer(WGS84, crs)
+    from_t = _transformer(crs, WGS84)
+    geographic = crs.is_geographic
+    pixel = PRECISION_DEG if geographic else NODING_GRID_M
+    max_edge = MAX_EDGE_M / _M_PER_DEG_LAT if geographic else MAX_EDGE_M
+    drawn = [_apply(to_t, level.geoms) for level in levels]
+
+    # 1. One arrangement of every level's boundaries, snap-rounded, densified once per edge.
+    everything = np.concatenate([shapely.boundary(g) for g in drawn])
+    linework = _noded_linework(
+        everything,
+        pixel,
+        absorb_width_m(tolerance_m) * (1.0 / _M_PER_DEG_LAT if geographic else 1.0),
+    )
+    linework = shapely.segmentize(linework, max_edge)
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(linework))), dtype=object
+    )
+    faces = faces[shapely.area(faces) > 0]
+    probes = shapely.point_on_surface(faces)
+
+    # 2. Each face's polygon at each level, top-down, consistent with its parent's.
+    labels: list[IntArray] = []
+    raw: list[tuple[int, str, tuple[int, ...], int, int]] = []  # (level, kind, js, parent, face)
+    adjacency = _FaceAdjacency(faces)
+    for depth, (level, geoms) in enumerate(zip(levels, drawn, strict=True)):
+        cands = _candidates(geoms, probes)
+        label = np.full(len(faces), -1, dtype=np.int64)
+        parent_label = labels[depth - 1] if depth else None
+        unresolved: list[int] = []
+        codes = list(map(str, level.codes))
+        for f in range(len(faces)):
+            mine = cands.get(f, ())
+            if parent_label is None:
+                valid = list(mine)
+                pl = -1
+            else:
+                pl = int(parent_label[f])
+                assert level.parents is not None
+                valid = [j for j in mine if pl >= 0 and level.parents[j] == pl]
+                for j in mine:
+                    if j not in valid:
+                        raw.append((depth, "outside", (j,), int(level.parents[j]), f))
+                if pl < 0:
+                    continue
+            if len(valid) == 1:
+                label[f] = valid[0]
+            elif len(valid) > 1:
+                valid.sort(key=lambda j: codes[j])
+                raw.append((depth, "overlap", tuple(valid), pl, f))
+                label[f] = valid[0]
+            elif parent_label is not None:
+                raw.append((depth, "gap", (), pl, f))
+                unresolved.append(f)
+        if unresolved:
+            same_parent = parent_label if parent_label is not None else np.zeros(len(faces))
+            adjacency.fill(label, unresolved, same_parent)
+        for f in unresolved:
+            if label[f] < 0:
+                raw.append((depth, "uncovered", (), int(same_parent[f]), f))
+        labels.append(label)
+
+    # 3. Findings: pieces of faces with the same story, measured in metres.
+    findings = _findings(levels, drawn, faces, raw, crs, tolerance_m)
+
+    # 4. The same arrangement in lon/lat on the precision grid, noded again there so that
+    #    rounding cannot leave two edges crossing. Each lon/lat face takes the finest label
+    #    of the face it came from; every polygon is the union of its faces, so each parent
+    #    equals its children exactly.
+    lines_ll = round_to_grid(_apply(from_t, shapely.get_parts(linework)))
+    arrangement = shapely.union_all(lines_ll, grid_size=PRECISION_DEG)
+    faces_ll = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(arrangement))), dtype=object
+    )
+    faces_ll = faces_ll[shapely.area(faces_ll) > 0]
+    finest = _transfer(labels[-1], faces, faces_ll, to_t)
+    out = [
+        _union_by(finest_to(levels, depth, finest), faces_ll, len(level.codes))
+        for depth, level in enumerate(levels)
+    ]
+    moved, added, max_move = _moves(levels, out)
+    return NodedHierarchy(
+        geoms=[np.asarray([as_multipolygon(g) for g in level], dtype=object) for level in out],
+        crs_used=_crs_name(crs),
+        findings=findings,
+        vertices_moved=moved,
+        vertices_added=added,
+        max_move_m=max_move,
+    )
+
+
+def _transfer(
+    label: IntArray, faces: ObjArray, faces_ll: ObjArray, to_t: pyproj.Transformer | None
+) -> IntArray:
+    """Labels of the noded faces carried over to their lon/lat counterparts.
+
+    A lon/lat face's interior point, taken back to the drawing CRS, lies in the face it came
+    from; the few slivers rounding created (under a millimetre) take their neighbour's.
+    """
+    out = np.full(len(faces_ll), -1, dtype=np.int64)
+    if len(faces_ll) == 0 or len(faces) == 0:
+        return out
+    probes = _apply(to_t, shapely.point_on_surface(faces_ll))
+    tree = shapely.STRtree(faces)
+    p_idx, f_idx = tree.query(probes, predicate="intersects")
+    order = np.lexsort((f_idx, p_idx))
+    p_idx, f_idx = p_idx[order], f_idx[order]
+    first = np.r_[True, p_idx[1:] != p_idx[:-1]] if len(p_idx) else np.zeros(0, dtype=bool)
+    out[p_idx[first]] = label[f_idx[first]]
+    found = np.zeros(len(faces_ll), dtype=bool)
+    found[p_idx] = True
+    missing = np.flatnonzero(~found).tolist()
+    if missing:
+        _FaceAdjacency(faces_ll).fill(out, missing, np.zeros(len(faces_ll)))
+    return out
+
+
+def finest_to(levels: Sequence[Level], depth: int, finest: IntArray) -> IntArray:
+    """Each face's polygon at ``depth``, from its polygon at the finest level."""
+    label = finest.copy()
+    for level in reversed(levels[depth + 1 :]):
+        assert level.parents is not None
+        parents = np.asarray(level.parents, dtype=np.int64)
+        label = np.where(label >= 0, parents[np.maximum(label, 0)], -1)
+    return label
+
+
+def _union_by(label: IntArray, faces: ObjArray, n: int) -> ObjArray:
+    """Polygon ``j`` is the coverage union of the faces labelled ``j`` (empty if none)."""
+    out = np.empty(n, dtype=object)
+    order = np.argsort(label, kind="stable")
+    sorted_labels = label[order]
+    starts = np.searchsorted(sorted_labels, np.arange(n))
+    ends = np.searchsorted(sorted_labels, np.arange(n), side="right")
+    for j in range(n):
+        mine = faces[order[starts[j] : ends[j]]]
+        out[j] = (
+            shapely.Polygon()
+            if len(mine) == 0
+            else mine[0]
+            if len(mine) == 1
+            else shapely.coverage_union_all(mine)
+        )
+    return out
+
+
+def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
+    """Node boundaries on the pixel grid, then snap vertices onto edges within the noise
+    width (a T-junction millimetres off its neighbour's edge is inserted into that edge, so
+    no sliver is left to assign), then node again: snapping may make edges cross."""
+    linework = shapely.union_all(lines, grid_size=pixel)
+    snapped = shapely.snap(linework, linework, snap_distance)
+    return shapely.union_all(shapely.get_parts(snapped), grid_size=pixel)
+
+
+def _crs_name(crs: pyproj.CRS) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.name
+
+
+def _candidates(geoms: ObjArray, probes: ObjArray) -> dict[int, tuple[int, ...]]:
+    """Polygons holding each face's interior point (closed: a point on an edge is in both)."""
+    tree = shapely.STRtree(geoms)
+    f_idx, j_idx = tree.query(probes, predicate="intersects")
+    order = np.lexsort((j_idx, f_idx))
+    out: dict[int, list[int]] = {}
+    for f, j in zip(f_idx[order].tolist(), j_idx[order].tolist(), strict=True):
+        out.setdefault(f, []).append(j)
+    return {f: tuple(js) for f, js in out.items()}
+
+
+class _FaceAdjacency:
+    """Shared edge lengths between faces, computed only for the faces that need them."""
+
+    def __init__(self, faces: ObjArray) -> None:
+        self.faces = faces
+        self.tree = shapely.STRtree(faces)
+        self.boundaries = shapely.boundary(faces)
+        self._cache: dict[int, list[tuple[int, float]]] = {}
+
+    def neighbours(self, f: int) -> list[tuple[int, float]]:
+        if f not in self._cache:
+            near = np.sort(self.tree.query(self.faces[f], predicate="intersects"))
+            near = near[near != f]
+            shared = shapely.length(shapely.intersection(self.boundaries[f], self.boundaries[near]))
+            self._cache[f] = [
+                (int(g), float(s)) for g, s in zip(near, shared, strict=True) if s > 0
+            ]
+        return self._cache[f]
+
+    def fill(self, label: IntArray, todo: list[int], parent: Any) -> None:
+        """Give unlabelled faces the label of the same-parent neighbour sharing the longest
+        edge, in rounds, so a gap of several faces fills from its rim inwards."""
+        pending = set(todo)
+        while pending:
+            decided: dict[int, int] = {}
+            for f in sorted(pending):
+                best: tuple[float, int] | None = None
+                for g, shared in self.neighbours(f):
+                    if label[g] >= 0 and parent[g] == parent[f]:
+                        key = (-shared, int(label[g]))
+                        if best is None or key < (best[0], best[1]):
+                            best = (key[0], key[1])
+                if best is not None:
+                    decided[f] = best[1]
+            if not decided:
+                return
+            for f, j in decided.items():
+                label[f] = j
+                pending.discard(f)
+
+
+def _findings(
+    levels: Sequence[Level],
+    drawn: Sequence[ObjArray],
+    faces: ObjArray,
+    raw: list[tuple[int, str, tuple[int, ...], int, int]],
+    crs: pyproj.CRS,
+    tolerance_m: float,
+) -> list[Finding]:
+    if not raw:
+        return []
+    groups: dict[tuple[int, str, tuple[int, ...], int], list[int]] = {}
+    for depth, kind, js, parent, f in raw:
+        groups.setdefault((depth, kind, js, parent), []).append(f)
+    keys = sorted(groups)
+    pieces: list[Any] = []
+    owners: list[tuple[int, str, tuple[int, ...], int]] = []
+    for key in keys:
+        members = faces[sorted(set(groups[key]))]
+        merged = members[0] if len(members) == 1 else shapely.union_all(members)
+        for part in shapely.get_parts(merged):
+            if part.area > 0:
+                pieces.append(part)
+                owners.append(key)
+    if not pieces:
+        return []
+    arr = np.asarray(pieces, dtype=object)
+    metric = _metric_for(_apply(_transformer(crs, WGS84), arr)) if crs.is_geographic else crs
+    arr_m = _apply(_transformer(crs, metric), arr)
+    areas = shapely.area(arr_m)
+    where = _apply(_transformer(crs, WGS84), shapely.point_on_surface(arr))
+    limit = absorb_width_m(tolerance_m)
+    noise = thinner_than(arr_m, limit)
+    out: list[Finding] = []
+    trees = [shapely.STRtree(g) for g in drawn]
+    for (depth, kind, js, parent), area, point, thin, piece, raw_piece in zip(
+        owners, areas, where, noise, arr_m, arr, strict=True
+    ):
+        level = levels[depth]
+        if kind == "gap" and level.parents is not None:
+            # Name the children around a gap: that is where a planner looks.
+            near = trees[depth].query(raw_piece, predicate="intersects")
+            js = tuple(
+                sorted(
+                    (int(j) for j in near if level.parents[j] == parent),
+                    key=lambda j: str(level.codes[j]),
+                )
+            )
+        parent_codes = levels[depth - 1].codes if depth else ()
+        out.append(
+            Finding(
+                level=level.name,
+                kind=kind,
+                codes=tuple(str(level.codes[j]) for j in js),
+                parent=str(parent_codes[parent]) if depth and parent >= 0 else None,
+                area_m2=float(area),
+                width_m=limit if thin else float("nan"),
+                lon=float(point.x),
+                lat=float(point.y),
+                noise=bool(thin) and kind != "uncovered",
+                piece_m=piece,
+            )
+        )
+    return out
+
+
+def _moves(levels: Sequence[Level], out: list[ObjArray]) -> tuple[int, int, float]:
+    """How far noding moved the finest level, in metres, measured both ways: delivered
+    vertices to the stored boundary, and stored vertices to the delivered boundary (a gap
+    absorbed into a grid moves its edge although every delivered vertex is still on it).
+
+    Returns the vertices further than a millimetre (the storage precision), the vertices
+    added (T-junctions noded into neighbours, long edges densified) and the largest move.
+    """
+    delivered, stored = levels[-1].geoms, out[-1]
+    if len(delivered) == 0:
+        return 0, 0, 0.0
+    metric = _metric_for(delivered)
+    to_m = _transformer(WGS84, metric)
+    a = _apply(to_m, delivered)
+    b = _apply(to_m, stored)
+    a_xy, a_i = shapely.get_coordinates(a, return_index=True)
+    b_xy, b_i = shapely.get_coordinates(b, return_index=True)
+    to_b = np.nan_to_num(shapely.distance(shapely.points(a_xy), shapely.boundary(b)[a_i]))
+    to_a = np.nan_to_num(shapely.distance(shapely.points(b_xy), shapely.boundary(a)[b_i]))
+    moved = int(np.count_nonzero(to_b > 0.001) + np.count_nonzero(to_a > 0.001))
+    added = max(int(len(b_xy) - len(a_xy)), 0)
+    largest = float(max(to_b.max(initial=0.0), to_a.max(initial=0.0)))
+    return moved, added, largest
