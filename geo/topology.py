@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 import pyproj
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from geo.crs import WGS84, metric_crs_for_bounds
 from geo.precision import (
@@ -456,7 +458,9 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
     #    of the face it came from; every polygon is the union of its faces, so each parent
     #    equals its children exactly.
     lines_ll = round_to_grid(_apply(from_t, shapely.get_parts(linework)))
-    arrangement = shapely.union_all(lines_ll, grid_size=PRECISION_DEG)
+    arrangement = shapely.multilinestrings(lines_ll[~shapely.is_empty(lines_ll)])
+    if not shapely.is_simple(arrangement):
+        arrangement = shapely.union_all(lines_ll, grid_size=PRECISION_DEG)
     faces_ll = np.asarray(
         shapely.get_parts(shapely.polygonize(shapely.get_parts(arrangement))), dtype=object
     )
@@ -533,12 +537,83 @@ def _union_by(label: IntArray, faces: ObjArray, n: int) -> ObjArray:
 
 
 def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
-    """Node boundaries on the pixel grid, then snap vertices onto edges within the noise
-    width (a T-junction millimetres off its neighbour's edge is inserted into that edge, so
-    no sliver is left to assign), then node again: snapping may make edges cross."""
+    """Node boundaries on the pixel grid, then heal what is closer than the noise width:
+    vertices that near each other become one (consistently for every edge that has them),
+    and an edge passing that near a vertex it lacks (a T-junction millimetres off its
+    neighbour's edge) is bent through it, so that no sliver is left to assign; then node
+    again, since healing may make edges cross. Clean data skips all of it (finding near
+    pairs is cheap)."""
     linework = shapely.union_all(lines, grid_size=pixel)
-    snapped = shapely.snap(linework, linework, snap_distance)
-    return shapely.union_all(shapely.get_parts(snapped), grid_size=pixel)
+    edges = np.asarray(shapely.get_parts(linework), dtype=object)
+    if len(edges) == 0:
+        return linework
+    coords = shapely.get_coordinates(edges)
+    xy, inverse = np.unique(coords, axis=0, return_inverse=True)
+    vertices = shapely.points(xy)
+    tree = shapely.STRtree(vertices)
+    a, b = tree.query(vertices, predicate="dwithin", distance=snap_distance)
+    close = a < b
+    changed = False
+    if close.any():
+        rep = _clusters(len(xy), a[close], b[close], xy, snap_distance)
+        if (rep != np.arange(len(xy))).any():
+            edges = shapely.set_coordinates(edges.copy(), xy[rep][inverse.reshape(-1)])
+            edges = edges[~shapely.is_empty(shapely.remove_repeated_points(edges))]
+            xy = np.unique(shapely.get_coordinates(edges), axis=0)
+            vertices = shapely.points(xy)
+            changed = True
+    v_idx, e_idx = shapely.STRtree(edges).query(
+        vertices, predicate="dwithin", distance=snap_distance
+    )
+    near = shapely.distance(vertices[v_idx], edges[e_idx]) > 0
+    if near.any():
+        v_idx, e_idx = v_idx[near], e_idx[near]
+        order = np.lexsort((v_idx, e_idx))
+        v_idx, e_idx = v_idx[order], e_idx[order]
+        touched, starts = np.unique(e_idx, return_index=True)
+        for edge, group in zip(touched.tolist(), np.split(v_idx, starts[1:]), strict=True):
+            edges[edge] = _through(edges[edge], xy[group], snap_distance)
+        changed = True
+    if not changed:
+        return linework
+    return shapely.union_all(edges, grid_size=pixel)
+
+
+def _clusters(n: int, a: IntArray, b: IntArray, xy: FloatArray, diameter: float) -> IntArray:
+    """Each vertex's representative: the first (lowest) vertex of its group of near ones.
+    A group wider than ``diameter`` (a chain of close vertices along a fine curve) is
+    left alone: merging it would move vertices further than the tolerance."""
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    rep = np.arange(n)
+    order = np.lexsort((np.arange(n), group))
+    firsts = np.r_[True, group[order][1:] != group[order][:-1]]
+    leader = np.maximum.accumulate(np.where(firsts, np.arange(n), 0))
+    rep[order] = order[leader]
+    spread = np.hypot(*(xy - xy[rep]).T)
+    wide = np.unique(group[spread > diameter])
+    if len(wide):
+        reset = np.isin(group, wide)
+        rep[reset] = np.flatnonzero(reset)
+    return rep
+
+
+def _through(edge: Any, points: FloatArray, distance: float) -> Any:
+    """``edge`` with ``points`` inserted where they project onto it, in order along it;
+    points that project within ``distance`` of a vertex it has are left out (moving a
+    vertex would tear it from the other edges that share it)."""
+    coords = shapely.get_coordinates(edge)
+    steps = np.hypot(*np.diff(coords, axis=0).T)
+    at_vertex = np.r_[0.0, np.cumsum(steps)]
+    at_point = shapely.line_locate_point(edge, shapely.points(points))
+    gap = np.abs(at_point[:, None] - at_vertex[None, :]).min(axis=1)
+    keep = gap > distance
+    if not keep.any():
+        return edge
+    where = np.r_[at_vertex, at_point[keep]]
+    merged = np.concatenate([coords, points[keep]])
+    order = np.argsort(where, kind="stable")
+    return shapely.linestrings(merged[order])
 
 
 def _crs_name(crs: pyproj.CRS) -> str:
