@@ -26,7 +26,22 @@ from shapely import LineString
 
 from geo.crs import metric_crs_for_bounds
 from geo.errors import Conflict, InvalidInput, Problem
-from geo.topology import PRECISION_DEG, node_coverage, polygonal, round_to_grid, snap
+from geo.precision import DEFAULT_TOLERANCE_M, MAX_EDGE_M
+from geo.topology import (
+    PRECISION_DEG,
+    Level,
+    absorb_width_m,
+    as_multipolygon,
+    drawn_in_candidates,
+    end_on_frozen_vertices,
+    in_precision_model,
+    node_coverage,
+    node_hierarchy,
+    polygonal,
+    round_to_grid,
+    snap,
+    thinner_than,
+)
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -40,6 +55,7 @@ __all__ = [
     "new_codes",
     "node_coverage",
     "plan_metrics",
+    "precise_inputs",
     "rename_grid",
     "round_to_grid",
     "split_grid",
@@ -48,11 +64,6 @@ __all__ = [
 DEFAULT_WEIGHTS: Mapping[str, float] = {"households": 1.0}
 #: Load columns a planner may weight; others are refused so typos do not silently count 0.
 LOAD_COLUMNS = ("households", "residents", "open_reports", "elderly_care")
-#: Two grids no further apart than this (Hausdorff, metres) are "the same grid": snapping to
-#: the 1e-7 degree grid and a neighbour's vertex on a shared edge move a boundary by < 1 cm.
-SAME_GRID_M = 0.05
-#: Tiling gaps/overlaps below this many m² per metre of boundary are rounding, not errors.
-TILING_TOLERANCE_M = 0.02
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -82,6 +93,43 @@ def to_metric(geoms: Any, crs: Any, mcrs: pyproj.CRS) -> npt.NDArray[Any]:
     if pyproj.CRS.from_user_input(crs) == mcrs:
         return arr
     return np.asarray(gpd.GeoSeries(arr, crs=crs).to_crs(mcrs).values, dtype=object)
+
+
+def precise_inputs(
+    comm: gpd.GeoDataFrame, old: gpd.GeoDataFrame
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, bool]:
+    """Communities and old grids in the precision model (``geo.topology``), as a load
+    stores them: stored ones are used as they are, which is what makes the plan nest exactly
+    and kept grids stay identical; anything else (an older store, frames built by hand) is
+    noded first, and the plan nests in the noded communities."""
+    crs = comm.crs if comm.crs is not None else "EPSG:4326"
+    if len(old) == 0 or not pyproj.CRS.from_user_input(crs).is_geographic:
+        return comm, old, False
+    index = {c: k for k, c in enumerate(comm["code"].astype(str))}
+    unknown = sorted(set(old["community_code"].astype(str)) - set(index))
+    if unknown:
+        raise InvalidInput(
+            f"grids name unknown communities: {', '.join(unknown)}", field="community_code"
+        )
+    owner = [index[str(c)] for c in old["community_code"]]
+    if in_precision_model(comm.geometry.values, old.geometry.values, owner):
+        return comm, old, False
+    levels = [
+        Level("communities", comm["code"].astype(str).tolist(), None, comm.geometry.to_numpy()),
+        Level("grids", old["code"].astype(str).tolist(), owner, old.geometry.to_numpy()),
+    ]
+    noded = node_hierarchy(levels, drawn_in_candidates(None, tuple(comm.total_bounds)))
+    if noded.real_findings:
+        first = noded.real_findings[0]
+        raise InvalidInput(
+            f"the old grids do not tile their communities: {first.kind} of "
+            f"{first.area_m2:.1f} m² near ({first.lon:.6f}, {first.lat:.6f})",
+            field="grids",
+            fix="load the district with gridmap load (it checks and nodes the tiling)",
+        )
+    comm = comm.set_geometry(gpd.GeoSeries(noded.geoms[0], crs=crs, index=comm.index))
+    old = old.set_geometry(gpd.GeoSeries(noded.geoms[1], crs=crs, index=old.index))
+    return comm, old, True
 
 
 # --------------------------------------------------------------------------- loads, assignment
@@ -237,8 +285,7 @@ def plan_metrics(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-grid metrics and a plan summary (balance, band, compactness, contiguity, disruption).
 
-    ``kept`` means the parent plan holds the same code and geometry (within 5 cm:
-    a neighbour's new boundary may add a vertex on a kept grid's edge).
+    ``kept`` means the parent plan holds the same code and the same geometry (exactly).
     """
     g, owner, load = _prepare(grids, buildings, weights)
     n = len(g)
@@ -317,16 +364,16 @@ def plan_metrics(
 
 
 def _kept_mask(child: gpd.GeoDataFrame, parent: gpd.GeoDataFrame, mcrs: pyproj.CRS) -> Any:
+    """A grid is kept when the parent plan has the same code with the same geometry
+    (``ST_Equals``: the same point set, whatever the vertex order)."""
+    del mcrs
     p_geom = dict(zip(parent["code"].astype(str), parent.geometry.values, strict=True))
     kept = np.zeros(len(child), dtype=bool)
     idx = [i for i, c in enumerate(child["code"].astype(str)) if c in p_geom]
     if idx:
-        a = child.geometry.values[idx]
+        a = np.asarray(child.geometry.values[idx], dtype=object)
         b = np.asarray([p_geom[str(child["code"].iat[i])] for i in idx], dtype=object)
-        dist = shapely.hausdorff_distance(
-            to_metric(a, child.crs, mcrs), to_metric(b, child.crs, mcrs)
-        )
-        kept[idx] = dist < SAME_GRID_M
+        kept[idx] = shapely.equals(a, b)
     return kept
 
 
@@ -376,82 +423,101 @@ def check_plan(
 ) -> list[Problem]:
     """Every guarantee of a plan, one Problem per failure (an empty list means fine).
 
-    Nesting (each grid in one community, each community tiled exactly), contiguity (one
-    piece unless the community is in pieces), unique codes, valid coverage.
+    Exactly, in the stored CRS (never in a projection: reprojecting a coverage is what
+    makes overlays fail with "side location conflict"): each community's grids are a valid
+    coverage whose union is the community, nothing more and nothing less; each grid is one
+    piece unless its community is in pieces; codes are unique. ``buildings`` is kept for the
+    signature (a building can never lie in no grid of an exact plan).
     """
+    del buildings
     problems: list[Problem] = []
     g = grids.sort_values("code", kind="stable").reset_index(drop=True)
     dup = sorted(set(g["code"][g["code"].duplicated()].astype(str)))
     problems += [Problem("code used twice", layer="grids", feature=c, field="code") for c in dup]
-    mcrs = metric_crs(communities)
-    comm = communities.sort_values("code", kind="stable").reset_index(drop=True)
-    comm_m = dict(
-        zip(comm["code"].astype(str), to_metric(comm.geometry.values, comm.crs, mcrs), strict=True)
-    )
-    g_m = to_metric(g.geometry.values, g.crs, mcrs)
-    invalid = ~shapely.is_valid(g.geometry.values)
-    for i in np.flatnonzero(invalid):
+    geoms = np.asarray(g.geometry.values, dtype=object)
+    for i in np.flatnonzero(~shapely.is_valid(geoms)):
         problems.append(Problem("invalid polygon", layer="grids", feature=str(g["code"].iat[i])))
+    comm = dict(zip(communities["code"].astype(str), communities.geometry.values, strict=True))
+    gs = grid_size_for(g.crs)
     for c, sub in g.groupby(g["community_code"].astype(str), sort=True):
-        if c not in comm_m:
+        rows = sub.index.to_numpy()
+        if c not in comm:
             problems += [
                 Problem(f"community {c} does not exist", layer="grids", feature=str(code))
                 for code in sub["code"]
             ]
             continue
-        cg = comm_m[c]
-        geoms = g_m[sub.index.to_numpy()]
-        tol = max(1.0, TILING_TOLERANCE_M * float(shapely.length(shapely.boundary(cg))))
-        outside = shapely.area(shapely.difference(geoms, cg))
-        for k in np.flatnonzero(outside > tol):
+        mine = geoms[rows]
+        if not shapely.coverage_is_valid(mine):
             problems.append(
                 Problem(
-                    f"{outside[k]:.1f} m² outside community {c}",
-                    layer="grids",
-                    feature=str(sub["code"].iat[k]),
+                    "the community's grids overlap or do not match edge for edge",
+                    layer="communities",
+                    feature=c,
+                    fix="re-node the plan on the precision grid",
                 )
             )
-        total = float(shapely.area(geoms).sum())
-        union_area = float(shapely.area(shapely.union_all(geoms)))
-        overlap = total - union_area
-        gap = float(shapely.area(cg)) - union_area
-        if overlap > tol:
-            problems.append(
-                Problem(f"grids overlap by {overlap:.1f} m²", layer="communities", feature=c)
-            )
-        if gap > tol:
-            problems.append(
-                Problem(f"grids leave {gap:.1f} m² uncovered", layer="communities", feature=c)
-            )
-        if shapely.get_num_geometries(cg) == 1:
-            for k in np.flatnonzero(shapely.get_num_geometries(geoms) > 1):
+            union = shapely.union_all(mine, grid_size=gs)
+        else:
+            union = shapely.coverage_union_all(mine)
+        if not shapely.equals(union, comm[c]):
+            outside = shapely.difference(union, comm[c], grid_size=gs)
+            gap = shapely.difference(comm[c], union, grid_size=gs)
+            for what, piece in (
+                ("outside community", outside),
+                ("of the community uncovered", gap),
+            ):
+                area = area_m2(piece)
+                if area > 0:
+                    problems.append(
+                        Problem(
+                            f"{area:.4f} m² {what} (the plan must nest exactly)",
+                            layer="communities",
+                            feature=c,
+                        )
+                    )
+        if shapely.get_num_geometries(comm[c]) == 1:
+            for k in np.flatnonzero(shapely.get_num_geometries(mine) > 1):
                 problems.append(
                     Problem(
                         "grid is in several pieces", layer="grids", feature=str(sub["code"].iat[k])
                     )
                 )
-    for c in sorted(set(comm_m) - set(g["community_code"].astype(str))):
+    for c in sorted(set(comm) - set(g["community_code"].astype(str))):
         problems.append(Problem("community has no grid", layer="communities", feature=c))
-    if len(g) and not shapely.coverage_is_valid(g.geometry.values):
+    if len(g) and not shapely.coverage_is_valid(geoms):
         problems.append(
             Problem(
                 "grids are not a valid coverage (shared edges do not match)",
                 layer="grids",
-                fix="re-node the plan on the fixed precision grid",
+                fix="re-node the plan on the precision grid",
             )
         )
     return problems
+
+
+def area_m2(geom: Any, crs: Any = "EPSG:4326") -> float:
+    """Area in m² of a geometry, measured in its UTM zone (0 for an empty one)."""
+    if geom is None or shapely.is_empty(geom):
+        return 0.0
+    mcrs = metric_crs_for_bounds(tuple(float(v) for v in shapely.bounds(geom)))
+    return float(shapely.area(to_metric([geom], crs, mcrs)[0]))
 
 
 # --------------------------------------------------------------------------- crosswalk, compare
 
 
 def crosswalk(
-    parent_grids: gpd.GeoDataFrame, child_grids: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame
+    parent_grids: gpd.GeoDataFrame,
+    child_grids: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    tolerance_m: float = DEFAULT_TOLERANCE_M,
 ) -> pd.DataFrame:
     """Old code → new code with shared area, buildings and households.
 
     Households of an old grid are preserved: each building lies in one old and one new grid.
+    A pair shares a row when it shares a building or a piece wider than the tolerance: a
+    thinner piece is noise, not land that changed grid.
     """
     p = parent_grids.sort_values("code", kind="stable").reset_index(drop=True)
     c = child_grids.sort_values("code", kind="stable").reset_index(drop=True)
@@ -459,18 +525,24 @@ def crosswalk(
     if len(p) == 0 or len(c) == 0:
         return pd.DataFrame({k: pd.Series(dtype=object if "code" in k else float) for k in cols})
     mcrs = metric_crs(p)
-    pm = to_metric(p.geometry.values, p.crs, mcrs)
-    cm = to_metric(c.geometry.values, c.crs, mcrs)
-    tree = shapely.STRtree(cm)
-    pi, ci = tree.query(pm, predicate="intersects")
-    area = shapely.area(shapely.intersection(pm[pi], cm[ci]))
+    pg = np.asarray(p.geometry.values, dtype=object)
+    cg = np.asarray(c.geometry.values, dtype=object)
+    tree = shapely.STRtree(cg)
+    pi, ci = tree.query(pg, predicate="intersects")
+    # Shared pieces exactly, where the plans are stored; only measured in metres. Exact
+    # plans share edges, so grids that merely touch share nothing, not a numerical sliver.
+    shared = shapely.intersection(pg[pi], cg[ci], grid_size=grid_size_for(p.crs))
+    shared_m = to_metric(shared, p.crs, mcrs)
+    area = shapely.area(shared_m)
+    noise = thinner_than(shared_m, absorb_width_m(tolerance_m))
     b = buildings.to_crs(p.crs) if buildings.crs != p.crs else buildings
     po = assign_buildings(p.geometry.values, b.geometry.values)
     co = assign_buildings(c.geometry.values, b.geometry.values)
     hh = _column(b, "households")
     counts: dict[tuple[int, int], list[float]] = {}
     for k in range(len(pi)):
-        counts[(int(pi[k]), int(ci[k]))] = [float(area[k]), 0.0, 0.0]
+        if area[k] > 0 and not noise[k]:
+            counts[(int(pi[k]), int(ci[k]))] = [float(area[k]), 0.0, 0.0]
     for k in range(len(b)):
         if po[k] < 0 or co[k] < 0:
             continue
@@ -480,7 +552,6 @@ def crosswalk(
     rows = [
         (str(p["code"].iat[a]), str(c["code"].iat[bb]), round(v[0], 2), int(v[1]), round(v[2]))
         for (a, bb), v in sorted(counts.items())
-        if v[0] >= 0.01 or v[1] > 0
     ]
     return pd.DataFrame(rows, columns=cols)
 
@@ -554,25 +625,34 @@ def _finish_edit(
     communities: gpd.GeoDataFrame,
     buildings: gpd.GeoDataFrame,
 ) -> gpd.GeoDataFrame:
-    """Replace rows, re-node the touched community and refuse the edit if a guarantee breaks."""
+    """Replace rows and refuse the edit if a guarantee breaks.
+
+    The edited region's outline (the touched grids together) is frozen: new boundaries meet
+    it only at its vertices, so neighbours, the community and every other grid stay exactly
+    as they were, and only the new grids are noded among themselves.
+    """
     gs = grid_size_for(grids.crs)
-    keep = grids.drop(index=touched)
+    region = shapely.coverage_union_all(np.asarray(grids.geometry.values[touched], dtype=object))
     add = gpd.GeoDataFrame(new_rows, geometry="geometry", crs=grids.crs)
-    out = pd.concat([keep, add], ignore_index=True)
-    out = gpd.GeoDataFrame(out, geometry="geometry", crs=grids.crs)
+    new = list(add.geometry.values)
+    b = buildings.to_crs(grids.crs) if buildings.crs != grids.crs else buildings
+    geographic = gs < 1e-3
+    fitted = end_on_frozen_vertices(
+        new,
+        shapely.boundary(region),
+        reach=2 * gs,
+        max_edge=MAX_EDGE_M / 111_320.0 if geographic else MAX_EDGE_M,
+        keep_sides_of=shapely.get_coordinates(b.geometry.values),
+    )
+    add = add.set_geometry(
+        gpd.GeoSeries(
+            [as_multipolygon(g) for g in node_coverage(fitted, gs)], crs=grids.crs, index=add.index
+        )
+    )
+    keep = grids.drop(index=touched)
+    out = gpd.GeoDataFrame(pd.concat([keep, add], ignore_index=True), geometry="geometry")
+    out = _sorted_plan(out.set_crs(grids.crs, allow_override=True))
     comms = sorted({str(r["community_code"]) for r in new_rows})
-    # Re-node the touched community and every grid touching the edited ones: a new cut
-    # ending on a community boundary adds a vertex the neighbour community must share.
-    mask = out["community_code"].astype(str).isin(comms).to_numpy().copy()
-    edited = shapely.union_all(add.geometry.values, grid_size=gs)
-    mask = mask | out.geometry.intersects(edited).to_numpy()
-    idx = np.flatnonzero(mask)
-    noded = node_coverage(list(out.geometry.values[idx]), gs)
-    geoms = out.geometry.values.copy()
-    for k, i in enumerate(idx):
-        geoms[i] = noded[k]
-    out = out.set_geometry(gpd.GeoSeries(geoms, crs=grids.crs, index=out.index))
-    out = _sorted_plan(out)
     sub_c = communities[communities["code"].astype(str).isin(comms)]
     sub_g = out[out["community_code"].astype(str).isin(comms)]
     problems = check_plan(sub_c, sub_g, buildings)

@@ -50,11 +50,13 @@ from geo.plans import (
     node_coverage,
     plan_metrics,
     polygonal,
+    precise_inputs,
     round_to_grid,
     shared_lengths,
-    snap,
     voronoi_sites,
 )
+from geo.precision import MAX_EDGE_M
+from geo.topology import end_on_frozen_vertices
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
 
@@ -113,6 +115,9 @@ class RegridResult:
     crosswalk: pd.DataFrame
     grid_metrics: pd.DataFrame
     summary: dict[str, Any]
+    #: The communities the plan nests in: the input, or the input noded when it was not
+    #: in the precision model (see ``geo.plans.precise_inputs``).
+    communities: gpd.GeoDataFrame
 
 
 @dataclass
@@ -149,8 +154,9 @@ def regrid(
     gs = grid_size_for(crs)
     comm = communities.sort_values("code", kind="stable").reset_index(drop=True)
     comm_codes = comm["code"].astype(str).tolist()
-    comm_geoms = snap(comm.geometry.values, gs)
     old = _old_grids(grids, crs)
+    comm, old, inputs_noded = precise_inputs(comm, old)
+    comm_geoms = np.asarray(comm.geometry.values, dtype=object)
     bld = buildings.to_crs(crs) if buildings.crs is not None and buildings.crs != crs else buildings
     bld = bld.sort_values("building_id", kind="stable").reset_index(drop=True)
     load = building_loads(bld, request.weights)
@@ -231,7 +237,8 @@ def regrid(
     seconds_partition = time.perf_counter() - t_part
 
     say("node coverage", 0.8)
-    out_geom = _merge_slivers(node_coverage(out_geom, gs), out_comm, comm_geoms, gs)
+    out_geom = _fit_to_frozen(out_geom, out_comm, out_keep, comm_geoms, gs, b_xy)
+    out_geom = _merge_slivers(out_geom, out_comm, out_keep, comm_geoms, gs)
 
     # Codes: kept grids keep theirs; new ones continue each community's sequence.
     used = {*map(str, used_codes), *(c for c in piece_code if c)}
@@ -261,7 +268,7 @@ def regrid(
 
     say("metrics", 0.85)
     metrics, summary = plan_metrics(
-        communities,
+        comm,
         plan,
         bld,
         band,
@@ -287,11 +294,14 @@ def regrid(
             "load_total_district": round(total, 3),
             "warnings": warnings,
             "seconds_partition": round(seconds_partition, 3),
+            "inputs_noded": inputs_noded,
             "seconds": round(time.perf_counter() - t0, 3),
         }
     )
     say("done", 1.0)
-    return RegridResult(grids=plan, crosswalk=walk, grid_metrics=metrics, summary=summary)
+    return RegridResult(
+        grids=plan, crosswalk=walk, grid_metrics=metrics, summary=summary, communities=comm
+    )
 
 
 # --------------------------------------------------------------------------- input
@@ -383,7 +393,7 @@ def _pieces(
     piece_comm: list[int] = []
     piece_code: list[str | None] = []
     geoms: list[Any] = []
-    old_geoms = snap(old.geometry.values, gs) if len(old) else np.zeros(0, dtype=object)
+    old_geoms = np.asarray(old.geometry.values, dtype=object)
     by_comm: dict[int, list[int]] = {}
     for k, c in enumerate(old["community_code"].astype(str)):
         if c not in index:
@@ -794,12 +804,51 @@ def _split_unit(
     return parts_out
 
 
-def _merge_slivers(geoms: list[Any], comm_of: list[int], comm_geoms: Any, gs: float) -> list[Any]:
-    """Give stray pieces (slivers from re-noding where a cut meets a unit's edge) of a grid
-    in a one-piece community to the grid of that community sharing the longest edge."""
+def _fit_to_frozen(
+    geoms: list[Any],
+    comm_of: list[int],
+    keep: list[str | None],
+    comm_geoms: Any,
+    gs: float,
+    buildings_xy: FloatArray,
+) -> list[Any]:
+    """Node each community's new grids so they match each other edge for edge, meeting its
+    boundary and its kept grids only at their vertices: communities and kept grids stay
+    exactly as stored (kept grids ``ST_Equals`` their parent; the plan nests exactly)."""
+    out = list(geoms)
+    for c in sorted(set(comm_of)):
+        new = [k for k in range(len(out)) if comm_of[k] == c and keep[k] is None]
+        if not new:
+            continue
+        frozen_parts = [shapely.boundary(comm_geoms[c])]
+        frozen_parts += [
+            shapely.boundary(out[k]) for k in range(len(out)) if comm_of[k] == c and keep[k]
+        ]
+        frozen = shapely.multilinestrings(
+            np.concatenate([shapely.get_parts(f) for f in frozen_parts])
+        )
+        fitted = end_on_frozen_vertices(
+            [out[k] for k in new],
+            frozen,
+            reach=2 * gs,
+            max_edge=MAX_EDGE_M / 111_320.0 if gs < 1e-3 else MAX_EDGE_M,
+            keep_sides_of=buildings_xy,
+        )
+        for k, geom in zip(new, node_coverage(fitted, gs), strict=True):
+            out[k] = geom
+    return out
+
+
+def _merge_slivers(
+    geoms: list[Any], comm_of: list[int], kept: list[str | None], comm_geoms: Any, gs: float
+) -> list[Any]:
+    """Give stray pieces (slivers from re-noding where a cut meets a unit's edge) of a new
+    grid in a one-piece community to the new grid of that community sharing the longest
+    edge (never to a kept grid: those stay as they were)."""
     out = list(geoms)
     arr = np.asarray(out, dtype=object)
     multi = np.flatnonzero(shapely.get_num_geometries(arr) > 1)
+    multi = multi[[kept[i] is None for i in multi.tolist()]]
     if len(multi) == 0:
         return out
     tree = shapely.STRtree(arr)
@@ -812,7 +861,7 @@ def _merge_slivers(geoms: list[Any], comm_of: list[int], comm_geoms: Any, gs: fl
             cand = [
                 int(j)
                 for j in np.sort(tree.query(piece, predicate="intersects"))
-                if j != i and comm_of[j] == comm_of[i]
+                if j != i and comm_of[j] == comm_of[i] and kept[j] is None
             ]
             shared = [
                 shapely.length(shapely.intersection(piece.boundary, out[j].boundary)) for j in cand

@@ -49,10 +49,13 @@ __all__ = [
     "PRECISION_DEG",
     "Finding",
     "Level",
+    "absorb_width_m",
     "NodedHierarchy",
     "NodingReport",
     "as_multipolygon",
     "drawn_in_candidates",
+    "end_on_frozen_vertices",
+    "in_precision_model",
     "node_coverage",
     "node_hierarchy",
     "on_precision_grid",
@@ -188,6 +191,132 @@ def node_coverage(geoms: Sequence[Any], grid_size: float = PRECISION_DEG) -> lis
                     break
                 owner[face] = cur
     return out
+
+
+def in_precision_model(
+    communities: Any, grids: Any, grid_community: Sequence[int], grid_size: float = PRECISION_DEG
+) -> bool:
+    """True when communities and their grids are as a load stores them: on the precision
+    grid, edges no longer than ``MAX_EDGE_M``, grids a valid coverage whose union per
+    community is that community exactly. Regridding and editing rely on it."""
+    comm = np.asarray(communities, dtype=object)
+    grid = np.asarray(grids, dtype=object)
+    if not (on_precision_grid(comm, grid_size) and on_precision_grid(grid, grid_size)):
+        return False
+    if _longest_edge_m(grid) > MAX_EDGE_M * 1.05 or not shapely.coverage_is_valid(grid):
+        return False
+    owner = np.asarray(grid_community, dtype=np.int64)
+    for c, geom in enumerate(comm):
+        mine = grid[owner == c]
+        if len(mine) == 0 or not shapely.equals(shapely.coverage_union_all(mine), geom):
+            return False
+    return True
+
+
+def _longest_edge_m(geoms: ObjArray) -> float:
+    coords, idx = shapely.get_coordinates(
+        shapely.get_rings(shapely.get_parts(geoms)), return_index=True
+    )
+    if len(coords) < 2:
+        return 0.0
+    same = idx[1:] == idx[:-1]
+    d = np.diff(coords, axis=0)[same]
+    kx = np.cos(np.radians(float(coords[:, 1].mean())))
+    return float(np.hypot(d[:, 0] * kx, d[:, 1]).max(initial=0.0) * _M_PER_DEG_LAT)
+
+
+def end_on_frozen_vertices(
+    parts: Sequence[Any],
+    frozen: Any,
+    reach: float,
+    *,
+    max_edge: float | None = None,
+    keep_sides_of: FloatArray | None = None,
+) -> list[Any]:
+    """Move the ends of new boundaries that meet a frozen one onto a vertex of it.
+
+    A new cut ending on a boundary that must not change (a community's, a kept grid's)
+    ends at a rounded point beside that boundary's segment, never on it: the frozen polygon
+    would need a vertex it does not have, and nesting (or ``ST_Equals`` of a kept grid)
+    would break by a sliver. Loaded boundaries are densified (``MAX_EDGE_M``), so a frozen
+    vertex is near; the move is applied to every part sharing the point, so neighbours stay
+    matched. ``reach`` is how close to the frozen lines a vertex must be to count as on
+    them. New boundaries are densified to ``max_edge`` first, so a move bends only a cut's
+    last short segment; of the segment's two ends the nearer is taken unless that would
+    carry a point of ``keep_sides_of`` (buildings) across the cut.
+    """
+    arr = np.asarray(list(parts), dtype=object)
+    if len(arr) == 0 or frozen is None or frozen.is_empty:
+        return list(arr)
+    if max_edge is not None:
+        arr = np.asarray(shapely.segmentize(arr, max_edge), dtype=object)
+    frozen_xy = np.unique(shapely.get_coordinates(frozen), axis=0)
+    rings = shapely.get_rings(shapely.get_parts(arr))
+    ring_xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    xy, inverse = np.unique(shapely.get_coordinates(arr), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    shapely.prepare(frozen)
+    on_frozen = shapely.dwithin(frozen, shapely.points(xy), reach)
+    loose = on_frozen & ~_rows_in(xy, frozen_xy)
+    if not loose.any():
+        return list(arr)
+    # Ring neighbours of each vertex that are off the frozen lines: the cut it ends.
+    ring_v = _row_index(xy, ring_xy)
+    same = ring_of[1:] == ring_of[:-1]
+    a, b = ring_v[:-1][same], ring_v[1:][same]
+    inward: dict[int, set[int]] = {}
+    for u, v in ((a, b), (b, a)):
+        hit = loose[u] & ~on_frozen[v]
+        for k, q in zip(u[hit].tolist(), v[hit].tolist(), strict=True):
+            inward.setdefault(k, set()).add(q)
+    buildings = None
+    if keep_sides_of is not None and len(keep_sides_of):
+        buildings = shapely.STRtree(shapely.points(keep_sides_of))
+    segments = _segments(frozen)
+    tree = shapely.STRtree(segments)
+    target = xy.copy()
+    for k in np.flatnonzero(loose).tolist():
+        seg = segments[int(tree.query_nearest(shapely.Point(xy[k]))[0])]
+        ends = shapely.get_coordinates(seg)
+        choices = ends[np.argsort(np.hypot(*(ends - xy[k]).T), kind="stable")]
+        target[k] = choices[0]
+        if buildings is None or k not in inward:
+            continue
+        for choice in choices:
+            swept = shapely.polygons([[xy[k], choice, xy[q], xy[k]] for q in sorted(inward[k])])
+            if not any(len(buildings.query(t, predicate="contains")) for t in swept):
+                target[k] = choice
+                break
+    moved = shapely.set_coordinates(arr.copy(), target[inverse])
+    moved = shapely.remove_repeated_points(moved)
+    return [g if g.is_valid else polygonal(shapely.make_valid(g)) for g in moved]
+
+
+def _row_index(table: FloatArray, rows: FloatArray) -> IntArray:
+    """Index in ``table`` (unique rows, sorted as np.unique sorts them) of each row."""
+    view = np.dtype((np.void, table.dtype.itemsize * 2))
+    t = np.ascontiguousarray(table).view(view).reshape(-1)
+    r = np.ascontiguousarray(rows).view(view).reshape(-1)
+    order = np.argsort(t)
+    return order[np.searchsorted(t[order], r)].astype(np.int64)
+
+
+def _rows_in(rows: FloatArray, table: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which rows of ``rows`` (n × 2) appear exactly in ``table``."""
+    if len(table) == 0:
+        return np.zeros(len(rows), dtype=bool)
+    view = np.dtype((np.void, rows.dtype.itemsize * 2))
+    a = np.ascontiguousarray(rows).view(view).reshape(-1)
+    b = np.ascontiguousarray(table).view(view).reshape(-1)
+    return np.isin(a, b)
+
+
+def _segments(lines: Any) -> ObjArray:
+    """Every segment of some lines as its own two-point LineString."""
+    coords, idx = shapely.get_coordinates(shapely.get_parts(lines), return_index=True)
+    same = idx[1:] == idx[:-1]
+    starts, ends = coords[:-1][same], coords[1:][same]
+    return np.asarray(shapely.linestrings(np.stack([starts, ends], axis=1)), dtype=object)
 
 
 # --------------------------------------------------------------------------- measuring

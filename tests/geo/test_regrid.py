@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from shapely.geometry import box
 
 from geo.errors import InvalidInput
-from geo.plans import check_plan, node_coverage, voronoi_sites
+from geo.plans import check_plan, precise_inputs, voronoi_sites
 from geo.regrid import (
     RegridRequest,
     _bisect,
@@ -98,11 +98,9 @@ def synthetic(
     def frame(rows: list[dict[str, object]]) -> gpd.GeoDataFrame:
         return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")
 
-    grids_frame = frame(grids)
-    # A stored plan is a valid coverage: shared edges carry the same vertices on both sides.
-    noded = node_coverage(list(grids_frame.geometry.values), 1e-7)
-    grids_frame = grids_frame.set_geometry(gpd.GeoSeries(noded, crs="EPSG:4326"))
-    return frame(comms), grids_frame, frame(blds)
+    # As a load stores them: noded, densified and exactly nested (geo.topology).
+    communities, grids_frame, _ = precise_inputs(frame(comms), frame(grids))
+    return communities, grids_frame, frame(blds)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +268,12 @@ def test_tiny_fixture() -> None:
     district = pytest.importorskip("fixtures.district")
     d = district.generate_district("tiny")
     r = regrid(d.communities, d.grids, d.buildings, RegridRequest(target=16), roads=d.roads)
-    assert check_plan(d.communities, r.grids, d.buildings) == []
+    assert r.summary["inputs_noded"]  # the generator's frames are not as a load stores them
+    assert check_plan(r.communities, r.grids, d.buildings) == []
+    communities, grids, _ = precise_inputs(d.communities, d.grids)
+    stored = regrid(communities, grids, d.buildings, RegridRequest(target=16), roads=d.roads)
+    assert not stored.summary["inputs_noded"]
+    assert check_plan(communities, stored.grids, d.buildings) == []
     assert len(r.grids) == 16
 
 
