@@ -338,18 +338,22 @@ def plan_metrics(
             "note": [""] * n,
         }
     )
-    mean = float(grid_load.mean()) if n else 0.0
+    # Balance is over grids with load: a park's or a port's grid has none to balance.
+    loaded = grid_load > 0
+    lw = grid_load[loaded]
+    mean = float(lw.mean()) if len(lw) else 0.0
     problems = check_plan(communities, g, buildings)
     summary: dict[str, Any] = {
         "grids": n,
         "communities": int(g["community_code"].nunique()),
+        "grids_without_load": int(n - loaded.sum()),
         "load_total": round(float(grid_load.sum()), 3),
         "load_mean": round(mean, 3),
-        "max_over_mean": round(float(grid_load.max() / mean), 4) if mean else None,
-        "min_over_mean": round(float(grid_load.min() / mean), 4) if mean else None,
-        "cv": round(float(grid_load.std() / mean), 4) if mean else None,
+        "max_over_mean": round(float(lw.max() / mean), 4) if mean else None,
+        "min_over_mean": round(float(lw.min() / mean), 4) if mean else None,
+        "cv": round(float(lw.std() / mean), 4) if mean else None,
         "band": list(band) if band else None,
-        "band_share": round(float(in_band.mean()), 4) if band and n else None,
+        "band_share": round(float(in_band[loaded].mean()), 4) if band and len(lw) else None,
         "polsby_popper_mean": round(float(pp.mean()), 4) if n else None,
         "polsby_popper_min": round(float(pp.min()), 4) if n else None,
         "contiguity_share": round(float(one_piece.mean()), 4) if n else None,

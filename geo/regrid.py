@@ -31,6 +31,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
 from scipy.sparse import coo_matrix
@@ -60,6 +61,8 @@ from geo.topology import end_on_frozen_vertices
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
 
+#: Why a grid of a community without households was not redrawn.
+IDLE_NOTE = "community without households: kept as it is"
 #: With only a target, the band is the district mean load ± this share.
 DEFAULT_BAND_TOLERANCE = 0.10
 #: Parts further than this from their community's mean load make a unit "bad" (try merging).
@@ -160,7 +163,6 @@ def regrid(
     bld = buildings.to_crs(crs) if buildings.crs is not None and buildings.crs != crs else buildings
     bld = bld.sort_values("building_id", kind="stable").reset_index(drop=True)
     load = building_loads(bld, request.weights)
-    households = pd.to_numeric(bld["households"], errors="coerce").fillna(0).to_numpy(float)
     _check_request(request, len(comm), len(bld))
     road_geoms = _road_lines(roads, crs, gs)
     road_tree = shapely.STRtree(road_geoms)
@@ -173,18 +175,23 @@ def regrid(
     n_comm = len(comm)
     c_of_b = np.asarray(piece_comm)[owner]
     comm_load = np.asarray(np.bincount(c_of_b, load, minlength=n_comm), dtype=np.float64)
-    comm_hh = np.bincount(c_of_b, households, minlength=n_comm)
     comm_bld = np.bincount(c_of_b, minlength=n_comm)
-    empty = [comm_codes[c] for c in range(n_comm) if comm_hh[c] <= 0]
-    if empty:
+    # Parks, ports, industrial zones and water carry no load: their grids stay as they are.
+    pieces_of = np.bincount(np.asarray(piece_comm, dtype=np.int64), minlength=n_comm)
+    idle = (comm_load <= 0) & (pieces_of > 0)
+    if idle.all():
         raise InvalidInput(
-            f"communities without households: {', '.join(empty)}",
-            field="communities",
-            fix="load their buildings, or merge each into a neighbouring community first",
+            "no community has any load to balance (no households)",
+            field="buildings",
+            fix="load the district's buildings with their households first",
         )
     total = float(comm_load.sum())
-    band, counts = _allocate(request, comm_load, comm_bld, comm_codes)
+    band, counts = _allocate(request, comm_load, comm_bld, idle, pieces_of)
     warnings: list[dict[str, str]] = []
+    kept_as_they_are = [
+        {"community_code": comm_codes[c], "grids": int(pieces_of[c]), "reason": "no households"}
+        for c in np.flatnonzero(idle).tolist()
+    ]
 
     # Units per community.
     n_piece = len(piece_geom)
@@ -195,6 +202,9 @@ def regrid(
     units_by_comm: list[list[_Unit]] = []
     for c in range(n_comm):
         members = [k for k in range(n_piece) if piece_comm[k] == c]
+        if idle[c]:
+            units_by_comm.append([_Unit([m], 0.0, 0, fixed=True) for m in members])
+            continue
         mu = float(comm_load[c] / counts[c])
         units = _plan_community(
             members, p_load, p_sites, piece_code, pi, pj, plen, counts[c], mu, band
@@ -225,7 +235,11 @@ def regrid(
                     region, b_xy[b_idx], load[b_idx], unit.n, gs, request.seed, lines
                 )
             code = piece_code[unit.members[0]] if len(unit.members) == 1 and unit.n == 1 else None
-            note = _unit_note(unit, band, load[b_idx], bld["building_id"].to_numpy()[b_idx])
+            note = (
+                IDLE_NOTE
+                if idle[c]
+                else _unit_note(unit, band, load[b_idx], bld["building_id"].to_numpy()[b_idx])
+            )
             for geom in parts:
                 out_geom.append(geom)
                 out_comm.append(c)
@@ -279,7 +293,9 @@ def regrid(
     plan["households"] = metrics["households"].to_numpy()
     plan["buildings"] = metrics["buildings"].to_numpy()
     for k in range(len(plan)):
-        if not metrics["in_band"].iat[k]:
+        if notes[k] == IDLE_NOTE:
+            metrics.loc[k, "note"] = IDLE_NOTE  # listed once per community in the summary
+        elif not metrics["in_band"].iat[k]:
             reason = notes[k] or (
                 f"load {metrics['load'].iat[k]:.0f} outside the band {band[0]}–{band[1]}"
             )
@@ -295,6 +311,7 @@ def regrid(
             "warnings": warnings,
             "seconds_partition": round(seconds_partition, 3),
             "inputs_noded": inputs_noded,
+            "kept_as_they_are": kept_as_they_are,
             "seconds": round(time.perf_counter() - t0, 3),
         }
     )
@@ -445,25 +462,45 @@ def _site_counts(owner: IntArray, xy: FloatArray, load: FloatArray, n: int, gs: 
 
 
 def _allocate(
-    request: RegridRequest, comm_load: FloatArray, comm_bld: IntArray, comm_codes: list[str]
+    request: RegridRequest,
+    comm_load: FloatArray,
+    comm_bld: IntArray,
+    idle: npt.NDArray[np.bool_],
+    pieces_of: IntArray,
 ) -> tuple[tuple[int, int], list[int]]:
-    """The band and the number of grids of each community."""
-    total = float(comm_load.sum())
+    """The band and the number of grids of each community.
+
+    Idle communities (no load) keep their grids, so they count towards a target but take
+    no part in sharing it out.
+    """
+    active = ~idle
+    total = float(comm_load[active].sum())
     n = len(comm_load)
+    counts = [int(pieces_of[c]) if idle[c] else 0 for c in range(n)]
     if request.target is not None:
-        counts = _largest_remainder(request.target, comm_load, np.maximum(comm_bld, 1))
+        left = request.target - sum(counts)
+        if left < int(active.sum()):
+            raise InvalidInput(
+                f"target {request.target} leaves {left} grids for {int(active.sum())} "
+                f"communities with households ({sum(counts)} grids of communities without "
+                "households are kept as they are)",
+                field="target",
+                fix=f"ask for at least {sum(counts) + int(active.sum())} grids",
+            )
+        shares = _largest_remainder(left, comm_load[active], np.maximum(comm_bld[active], 1))
+        for c, k in zip(np.flatnonzero(active).tolist(), shares, strict=True):
+            counts[c] = k
         if request.households_band is not None:
             return _int_band(request.households_band), counts
-        mean = total / request.target
+        mean = total / left
         lo = int(np.floor(mean * (1 - DEFAULT_BAND_TOLERANCE)))
         hi = int(np.ceil(mean * (1 + DEFAULT_BAND_TOLERANCE)))
         return (max(lo, 1), hi), counts
     assert request.households_band is not None
     lo, hi = _int_band(request.households_band)
     mid = (lo + hi) / 2
-    counts = []
     feasible = 0
-    for c in range(n):
+    for c in np.flatnonzero(active).tolist():
         k_min = max(1, int(np.ceil(comm_load[c] / hi)))
         k_max = int(np.floor(comm_load[c] / lo))
         k_cap = max(int(comm_bld[c]), 1)
@@ -477,7 +514,7 @@ def _allocate(
                 < abs(np.log(comm_load[c] / k_min / mid))
                 else k_min
             )
-        counts.append(int(min(k, k_cap)))
+        counts[c] = int(min(k, k_cap))
     if feasible == 0:
         raise InvalidInput(
             f"no community can be divided into grids of {lo}–{hi} households",

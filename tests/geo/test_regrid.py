@@ -255,13 +255,41 @@ def test_refusals(district, request_: RegridRequest, field: str) -> None:  # typ
     assert err.value.field == field
 
 
-def test_refuses_community_without_households(district) -> None:  # type: ignore[no-untyped-def]
+def test_community_without_households_keeps_its_grids(district) -> None:  # type: ignore[no-untyped-def]
+    """A park, a port, an industrial zone: nothing to balance, so its grids stay exactly as
+    they are (code and geometry), the summary lists it, and the rest is regridded."""
     c, g, b = district
     b = b.copy()
+    idle = c["code"].iat[0]
     inside = b.within(c.geometry.iat[0])
     b.loc[inside, "households"] = 0
-    with pytest.raises(InvalidInput, match=c["code"].iat[0]):
-        regrid(c, g, b, RegridRequest(target=40))
+    r = regrid(c, g, b, RegridRequest(target=40))
+    assert len(r.grids) == 40 and check_plan(c, r.grids, b) == []
+    old = g[g["community_code"] == idle].sort_values("code")
+    new = r.grids[r.grids["community_code"] == idle].sort_values("code")
+    assert new["code"].tolist() == old["code"].tolist()
+    assert shapely.equals(new.geometry.to_numpy(), old.geometry.to_numpy()).all()
+    assert r.summary["kept_as_they_are"] == [
+        {"community_code": idle, "grids": len(old), "reason": "no households"}
+    ]
+    assert not any(w["grid_code"] in set(old["code"]) for w in r.summary["warnings"])
+    assert r.summary["grids_without_load"] == len(old)
+    assert r.summary["min_over_mean"] > 0.5  # balance is over grids with load
+
+
+def test_target_too_small_once_idle_grids_are_kept(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    b = b.copy()
+    b.loc[b.within(c.geometry.iat[0]), "households"] = 0
+    kept = int((g["community_code"] == c["code"].iat[0]).sum())
+    with pytest.raises(InvalidInput, match="without households are kept"):
+        regrid(c, g, b, RegridRequest(target=len(c) - 1 + kept - 1))
+
+
+def test_district_without_households_is_refused(district) -> None:  # type: ignore[no-untyped-def]
+    c, g, b = district
+    with pytest.raises(InvalidInput, match="no community has any load"):
+        regrid(c, g, b.assign(households=0), RegridRequest(target=40))
 
 
 def test_tiny_fixture() -> None:
