@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class LookupResult(BaseModel):
-    """Which grid owns a point (``grid_code`` null when none covers it)."""
+    """Which grid owns a point (``grid_code``, ``district_code`` and ``plan_id`` null when none
+    covers it: the point is outside every district, ``distance_m`` from the nearest one)."""
 
     lon: float = Field(description="longitude used for the lookup (WGS 84)")
     lat: float = Field(description="latitude used for the lookup (WGS 84)")
@@ -25,6 +26,9 @@ class LookupResult(BaseModel):
     snapped: bool = False
     nearest_grid_code: str | None = None
     distance_m: float | None = None
+    nearest_district_code: str | None = Field(
+        None, description="outside every grid: the district of nearest_grid_code"
+    )
 
 
 class AddressCandidate(BaseModel):

@@ -66,6 +66,12 @@ def lookup_command(
     for key, value in answer.items():
         if value is not None and key != "candidates":
             out.print(f"[bold]{key}[/]: {value}", highlight=False)
+    if "lon" in answer and answer["district_code"] is None and answer["nearest_district_code"]:
+        out.print(
+            f"outside every district: the nearest is district {answer['nearest_district_code']}"
+            f" (grid {answer['nearest_grid_code']}), {answer['distance_m']:,.0f} m away",
+            highlight=False,
+        )
     for candidate in answer.get("candidates", []):
         out.print(
             f"  {candidate['score']:5.1f}  {candidate['address']}  "

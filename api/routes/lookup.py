@@ -156,7 +156,8 @@ async def lookup(request: Request) -> Any:
 
     A point belongs to the grid of the published plan whose closed polygon covers it; on a
     boundary shared by several grids, to the smallest grid code; outside every grid the
-    answer gives the nearest grid and its distance in metres (``snap_m`` assigns it).
+    point is outside every district: no district, no plan, and the answer names the nearest
+    grid and district and the distance in metres (``snap_m`` assigns it).
     """
     query = request.query_params
     lon = _number(query, "lon", -180, 180)
