@@ -41,13 +41,31 @@ class AddressCandidate(BaseModel):
     lat: float
 
 
+class AddressUnit(BaseModel):
+    """A community or a grid whose name the query is (``GET /lookup?address=金鸿社区``)."""
+
+    level: Literal["community", "grid"]
+    code: str
+    name: str
+    district_code: str | None
+    street_code: str | None = None
+    community_code: str | None = Field(None, description="a grid's community")
+    grids: list[str] | None = Field(None, description="a community's grids (published plan)")
+
+
 class AddressResult(BaseModel):
+    """Buildings ranked for an address, or the community or grid it names (``units``).
+
+    A query naming a district, street or community is matched only inside it.
+    """
+
     query: str
     normalized: str
     ambiguous: bool
     reason: str | None = None
     best: AddressCandidate | None
     candidates: list[AddressCandidate]
+    units: list[AddressUnit] = Field(default_factory=list)
 
 
 class PointIn(BaseModel):

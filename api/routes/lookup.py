@@ -61,7 +61,8 @@ LOOKUP_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "address",
         "in": "query",
-        "description": "a Chinese address (instead of lon/lat)",
+        "description": "a Chinese address, or a community or grid name (instead of lon/lat); "
+        "a district, street or community it names confines the match to that place",
         "schema": {"type": "string", "minLength": 1, "maxLength": 200},
     },
     {

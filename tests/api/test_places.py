@@ -1,5 +1,5 @@
 """Two districts loaded side by side, over HTTP and the CLI: points between and beyond them,
-and reports at sea.
+reports at sea, and addresses that name (or do not name) their district, street or community.
 
 The districts are the hand-drawn 市南区 (370202) and 旅顺口区 (210212) of
 ``tests/neighbours.py``, six units east with a 500 m strait between them::
@@ -143,3 +143,112 @@ def test_a_report_inside_the_second_district_is_filed_there(server: LiveServer) 
     assert answer.json()["district_code"] == LUSHUN
     assert answer.json()["grid_code"] == "210212002001002"
     assert _reports(server) == {**before, LUSHUN: before[LUSHUN] + 1}
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "building", "district"),
+    [
+        ("大连市旅顺口区山东路5号5栋", "L0004", LUSHUN),
+        ("旅顺口区山东路五号五号楼", "L0004", LUSHUN),
+        ("得胜街道 山东路5号5栋", "L0004", LUSHUN),
+        ("市南区山东路5号5栋", "B0004", SHINAN),
+        ("青岛市市南区八大关街道山东路5号5栋", "B0004", SHINAN),
+        ("山东路50号5栋", "B0049", SHINAN),  # only 市南区 has it: no place needed
+        ("黄河路3号3栋", "L0038", LUSHUN),
+    ],
+)
+def test_an_address_naming_its_place_is_matched_only_there(
+    server: LiveServer, query: str, building: str, district: str
+) -> None:
+    body = server.client.get("/lookup", params={"address": query}).json()
+    assert body["best"] is not None, body
+    assert (body["best"]["building_id"], body["best"]["district_code"]) == (building, district)
+    assert body["ambiguous"] is False
+    assert {c["district_code"] for c in body["candidates"]} == {district}
+
+
+def test_an_address_naming_no_place_is_ambiguous_across_districts(server: LiveServer) -> None:
+    body = server.client.get("/lookup", params={"address": "山东路5号5栋"}).json()
+    assert body["ambiguous"] is True and body["best"] is None
+    assert {(c["building_id"], c["district_code"]) for c in body["candidates"]} == {
+        ("B0004", SHINAN),
+        ("L0004", LUSHUN),
+    }
+    assert "name the district" in body["reason"]
+    same_community = server.client.get("/lookup", params={"address": "汇泉社区山东路5号5栋"})
+    assert same_community.json()["ambiguous"] is True  # both districts have a 汇泉社区
+    narrowed = server.client.get(
+        "/lookup", params={"address": "山东路5号5栋", "district": LUSHUN}
+    ).json()
+    assert narrowed["best"]["building_id"] == "L0004"
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("大连市旅顺口区山东路50号5栋", "市南区"),
+        ("市南区黄河路3号3栋", "旅顺口区"),
+    ],
+)
+def test_a_place_without_the_building_picks_nothing(
+    server: LiveServer, query: str, where: str
+) -> None:
+    body = server.client.get("/lookup", params={"address": query}).json()
+    assert body["best"] is None and body["ambiguous"] is False and body["candidates"] == []
+    assert f"there is one in {where}" in body["reason"]
+
+
+def test_a_district_that_is_not_loaded_matches_nothing(server: LiveServer) -> None:
+    body = server.client.get("/lookup", params={"address": "大连市甘井子区山东路5号5栋"}).json()
+    assert body["best"] is None and body["candidates"] == []
+    assert "no district named 甘井子区 is loaded" in body["reason"]
+
+
+def test_a_community_is_found_by_name_with_its_grids(server: LiveServer) -> None:
+    body = server.client.get("/lookup", params={"address": "旅顺口区汇泉社区"}).json()
+    assert body["best"] is None and body["candidates"] == [] and body["ambiguous"] is False
+    assert body["units"] == [
+        {
+            "level": "community",
+            "code": "210212001001",
+            "name": "汇泉社区",
+            "district_code": LUSHUN,
+            "street_code": "210212001",
+            "community_code": None,
+            "grids": ["210212001001001", "210212001001002"],
+        }
+    ]
+    both = server.client.get("/lookup", params={"address": "汇泉社区"}).json()
+    assert both["ambiguous"] is True
+    assert [u["district_code"] for u in both["units"]] == [LUSHUN, SHINAN]
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "community"),
+    [
+        ("得胜网格", "210212001002001", "210212001002"),
+        ("龙河社区龙河二网格", "210212002001002", "210212002001"),
+        ("太平角网格", "370202001002001", "370202001002"),
+    ],
+)
+def test_a_grid_is_found_by_name(server: LiveServer, query: str, code: str, community: str) -> None:
+    body = server.client.get("/lookup", params={"address": query}).json()
+    (unit,) = body["units"]
+    assert (unit["level"], unit["code"], unit["community_code"]) == ("grid", code, community)
+    assert unit["grids"] is None
+
+
+def test_cli_address_lookup_gives_the_same_answer(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", server.database_url)
+    for query in ("旅顺口区汇泉社区", "大连市旅顺口区山东路5号5栋"):
+        result = CliRunner().invoke(cli_app, ["lookup", "--address", query, "--json"])
+        assert result.exit_code == 0, result.output
+        api = server.client.get("/lookup", params={"address": query}).json()
+        assert json.loads(result.stdout) == api
+    said = CliRunner().invoke(cli_app, ["lookup", "--address", "旅顺口区汇泉社区"]).stdout
+    assert "community 210212001001 汇泉社区" in said and "210212001001002" in said
