@@ -32,7 +32,12 @@ def load(
     files: list[Path] = typer.Argument(
         ..., help="GeoPackage, or per-layer GeoJSON/GeoParquet/CSV files, or a folder of them"
     ),
-    replace: bool = typer.Option(False, "--replace", help="replace the district if it exists"),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="replace the district of the same code if it exists (its outline may then "
+        "cover the old one's; any other stored district it overlaps refuses the load)",
+    ),
     repair: bool = typer.Option(
         False,
         "--repair",
@@ -46,13 +51,22 @@ def load(
         help="widest gap or overlap --repair absorbs, in metres (pieces thinner than "
         "GRIDMAP_TOLERANCE_M are noise and always absorbed)",
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate only; store nothing"),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="validate only; store nothing (still needs the database: one read-only "
+        "transaction checks the code and the outline against the stored districts)",
+    ),
     json_output: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Load a district that follows the data contract, in one transaction."""
+    """Load a district that follows the data contract, in one transaction.
+
+    A district whose outline overlaps another stored district by more than
+    GRIDMAP_TOLERANCE_M is refused, naming both and the shared area in m².
+    """
     from geo.grids import read_district, validate_district
     from geo.io import InputLimits
-    from geo.store.queries import store_district
+    from geo.store.queries import check_district_fits, store_district
     from geo.store.session import transaction
 
     config = settings()
@@ -77,7 +91,14 @@ def load(
             step(f"[yellow]repaired[/] {fix}")
         if data.noding is not None:
             step(str(data.noding))
+        source = ", ".join(str(f) for f in files)
+        url = database_url(config)
         if dry_run:
+            step("checking the code and the outline against the stored districts")
+            with transaction(url, read_only=True) as session:
+                check_district_fits(
+                    session, data, replace=replace, tolerance_m=config.tolerance_m, source=source
+                )
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
                 print_json(
@@ -89,15 +110,15 @@ def load(
                     }
                 )
             return
-        url = database_url(config)
         with transaction(url) as session:
             summary = store_district(
                 session,
                 data,
                 replace=replace,
                 repairs=repairs,
-                source=", ".join(str(f) for f in files),
+                source=source,
                 progress=step,
+                tolerance_m=config.tolerance_m,
             )
     if json_output:
         print_json(summary.as_dict())

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class LookupResult(BaseModel):
-    """Which grid owns a point (``grid_code`` null when none covers it)."""
+    """Which grid owns a point (``grid_code``, ``district_code`` and ``plan_id`` null when none
+    covers it: the point is outside every district, ``distance_m`` from the nearest one)."""
 
     lon: float = Field(description="longitude used for the lookup (WGS 84)")
     lat: float = Field(description="latitude used for the lookup (WGS 84)")
@@ -25,6 +26,9 @@ class LookupResult(BaseModel):
     snapped: bool = False
     nearest_grid_code: str | None = None
     distance_m: float | None = None
+    nearest_district_code: str | None = Field(
+        None, description="outside every grid: the district of nearest_grid_code"
+    )
 
 
 class AddressCandidate(BaseModel):
@@ -37,13 +41,31 @@ class AddressCandidate(BaseModel):
     lat: float
 
 
+class AddressUnit(BaseModel):
+    """A community or a grid whose name the query is (``GET /lookup?address=金鸿社区``)."""
+
+    level: Literal["community", "grid"]
+    code: str
+    name: str
+    district_code: str | None
+    street_code: str | None = None
+    community_code: str | None = Field(None, description="a grid's community")
+    grids: list[str] | None = Field(None, description="a community's grids (published plan)")
+
+
 class AddressResult(BaseModel):
+    """Buildings ranked for an address, or the community or grid it names (``units``).
+
+    A query naming a district, street or community is matched only inside it.
+    """
+
     query: str
     normalized: str
     ambiguous: bool
     reason: str | None = None
     best: AddressCandidate | None
     candidates: list[AddressCandidate]
+    units: list[AddressUnit] = Field(default_factory=list)
 
 
 class PointIn(BaseModel):

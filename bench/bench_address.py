@@ -5,7 +5,8 @@ against two baselines: the naive one (rapidfuzz ``process.extractOne`` with ``WR
 over the raw addresses, which always answers) and the same after ``normalize_address``
 (to show what normalising alone buys and what structure adds). Building sets, corpus
 rules and the scoring rule live in ``tests/geo/test_address.py``: a *wrong pick* is a
-``best`` that is not the expected building, and any ``best`` on a must-be-ambiguous query.
+``best`` that is not the expected building, and any ``best`` on a must-be-ambiguous query
+or on one that must find nothing (it names a place that has no such building).
 
 Run: .venv/bin/python bench/bench_address.py [--record] [--write-corpus]
 """
@@ -84,8 +85,11 @@ def _by_kind(rows: list[Row], search: Search) -> dict[str, tuple[int, int, int]]
         if row.expected_building_id:
             cell[1] += best == row.expected_building_id
             cell[2] += best is not None and best != row.expected_building_id
-        else:
+        elif row.expected_candidates:
             cell[1] += ambiguous and best is None
+            cell[2] += best is not None
+        else:
+            cell[1] += not ambiguous and best is None
             cell[2] += best is not None
     return {k: (v[0], v[1], v[2]) for k, v in sorted(out.items())}
 
@@ -107,12 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"Corpus: {len(rows)} queries "
         f"({sum(1 for r in rows if r.expected_building_id)} with one right answer, "
-        f"{sum(1 for r in rows if not r.expected_building_id)} that must be ambiguous); "
-        "building sets tiny (fixture, 300) and names20k (20,000).",
+        f"{sum(1 for r in rows if r.expected_candidates)} that must be ambiguous, "
+        f"{sum(1 for r in rows if not r.expected_building_id and not r.expected_candidates)}"
+        " that must find nothing); building sets tiny (fixture, 300), names20k (20,000) and "
+        "two (two hand-drawn districts sharing a road, 144).",
         "",
         "| method | top-1 accuracy (single-answer) | ambiguous flagged (must-be) "
-        "| answered ambiguous | wrong picks | ms/query | vs baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| nothing picked (must-be) | answered ambiguous | wrong picks | ms/query "
+        "| vs baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base_ms = None
     for name, search in cases:
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(
             f"| {name} | {score.hits}/{score.single} = {score.accuracy:.1%} "
             f"| {score.flagged}/{score.must_be_ambiguous} "
+            f"| {score.nothing}/{score.must_be_none} "
             f"| {score.answered_ambiguous / score.total:.1%} | {score.wrong_picks} "
             f"| {ms:.2f} | {base_ms / ms:.1f}x |"
         )

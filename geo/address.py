@@ -21,16 +21,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from rapidfuzz import fuzz, process
 
 from geo.errors import InvalidInput
 
 __all__ = [
+    "LEVELS",
     "AddressAnswer",
     "AddressIndex",
     "Candidate",
     "ParsedAddress",
+    "PlaceUnit",
     "chinese_to_int",
     "normalize_address",
     "parse_address",
@@ -99,7 +102,7 @@ def chinese_to_int(numeral: str) -> int:
 # ---------------------------------------------------------------- normalising
 
 # Words that end a number in an address; a Chinese numeral before one of these is a number.
-_NUMBER_ENDS = "号|栋|幢|座|楼|单元|门|室|层|户|-|#"
+_NUMBER_ENDS = "号|栋|幢|座|楼|单元|门|室|层|户|网格|-|#"
 _CN_NUMBER = re.compile(rf"第?([{_CN_CHARS}]+)(?=(?:{_NUMBER_ENDS}))")
 # A numeral closing the address after a unit word: the room in "3单元五〇一".
 _CN_TRAILING = re.compile(rf"(?<=号|栋|元|层)([{_CN_CHARS}]+)$")
@@ -194,21 +197,23 @@ def _strip_prefixes(
 ) -> tuple[str, list[str]]:
     """Remove leading city/district/street/community names; return the rest and what went.
 
-    Stops at a known road: the generic rules would cut "西市街" to "街" otherwise.
+    Stops at a known road (the generic rules would cut "西市街" to "街" otherwise), unless a
+    known place name longer than that road starts there (白山路街道, a street).
     """
     removed: list[str] = []
     changed = True
     while changed and text:
-        if any(text.startswith(road) for road in roads):
-            break
         changed = False
-        for name in names:
-            if name and text.startswith(name) and len(text) > len(name):
+        road = max((len(r) for r in roads if text.startswith(r)), default=0)
+        for name in names:  # a known name longer than the road: 白山路街道 is not 白山路
+            if name and text.startswith(name) and road < len(name) < len(text):
                 removed.append(name)
                 text, changed = text[len(name) :], True
                 break
         if changed:
             continue
+        if road:
+            break
         for pattern in _GENERIC_PREFIXES:
             match = pattern.match(text)
             if match and match.end() < len(text):
@@ -224,8 +229,18 @@ def _prefix_names(names: Iterable[str]) -> list[str]:
     No short forms ("沙河口" for 沙河口区): they collide with road names (沙河口路), and a
     leftover place name before the road does no harm, as roads are matched by their tail.
     """
-    out = {_JUNK.sub("", unicodedata.normalize("NFKC", str(name))) for name in names}
+    out = {_plain_name(name) for name in names}
     return sorted(out - {""}, key=len, reverse=True)
+
+
+# A remark in brackets is no part of a name: 市南区(手绘), 金鸿社区（筹）.
+_REMARK = re.compile(r"[(\[【][^)\]】]*[)\]】]")
+
+
+def _plain_name(name: object) -> str:
+    """A place name as queries spell it: half-width, no remark in brackets, no punctuation."""
+    text = _REMARK.sub("", unicodedata.normalize("NFKC", str(name)))
+    return _JUNK.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -267,8 +282,12 @@ def parse_address(text: str, *, strip_prefixes: Iterable[str] = ()) -> ParsedAdd
 
 def _parse(text: str, prefixes: Sequence[str], roads: Sequence[str] = ()) -> ParsedAddress:
     """parse_address with prepared prefix names and the known roads to protect."""
-    canonical = _canonical(text)
-    body, removed = _strip_prefixes(canonical, prefixes, roads)
+    body, removed = _strip_prefixes(_canonical(text), prefixes, roads)
+    return _parse_body(body, removed)
+
+
+def _parse_body(body: str, removed: Sequence[str] = ()) -> ParsedAddress:
+    """Split what is left after the place names into road, number, building and below."""
     match = _PARSE.match(body)
     if match is None:
         return ParsedAddress(road=body, prefix=tuple(removed))
@@ -307,6 +326,88 @@ def normalize_address(text: str, *, strip_prefixes: Iterable[str] = ()) -> str:
     return parsed.building_key + parsed.rest
 
 
+# ---------------------------------------------------------------- places
+
+#: The administrative levels a query may name, largest first.
+LEVELS = ("city", "district", "street", "community")
+
+# The word that ends a place name, longest first, and the level it names. "" marks words
+# that name no administrative unit (a 小区 is a housing estate, a 园区 an industrial park):
+# they are stripped from a query like before but restrict nothing.
+_LEVEL_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("社区居委会", "community"),
+    ("社区", "community"),
+    ("居委会", "community"),
+    ("村委会", "community"),
+    ("街道办事处", "street"),
+    ("街道", "street"),
+    ("镇", "street"),
+    ("乡", "street"),
+    ("自治区", ""),
+    ("省", ""),
+    ("市", "city"),
+    *(
+        (word, "")
+        for word in ("小区", "园区", "校区", "景区", "厂区", "片区", "街区", "院区", "矿区")
+    ),
+    ("区", "district"),
+    ("县", "district"),
+)
+_LEVEL_WORDS = frozenset(suffix for suffix, _ in _LEVEL_SUFFIXES)
+_COLUMN_OF_LEVEL = {
+    "city": "city_name",
+    "district": "district_name",
+    "street": "street_name",
+    "community": "community_name",
+}
+#: A misspelt place name is taken for a known one only if it sounds the same (pinyin) or
+#: nearly spells it, and no other name comes close.
+_PLACE_MIN_SCORE = 90.0
+
+
+def _place_key(name: object) -> tuple[str | None, str]:
+    """(level, name without its level word): 沙河口区 -> (district, 沙河口), 金鸿 -> (None, 金鸿).
+
+    Comparing keys lets 金鸿社区 in a query find 金鸿社区居委会 in the data.
+    """
+    text = _plain_name(name)
+    for suffix, level in _LEVEL_SUFFIXES:
+        if text.endswith(suffix) and len(text) > len(suffix):
+            return level, text[: -len(suffix)]
+    return None, text
+
+
+@dataclass(frozen=True)
+class PlaceUnit:
+    """A community or a grid found by its name, with its code (and a community's grids)."""
+
+    level: str  # "community" or "grid"
+    code: str
+    name: str
+    district_code: str | None = None
+    street_code: str | None = None
+    community_code: str | None = None
+    grids: tuple[str, ...] = ()
+
+
+@dataclass
+class _Named:
+    """The places a query names: resolved ``(level, key)`` pairs and what is not known.
+
+    ``missing_district`` is a district name no stored district has: nothing can match.
+    ``unknown`` are street or community names no building or unit carries: the answer
+    may list candidates but never picks one. ``unknown_city`` lets only the buildings of
+    districts with no recorded city pass.
+    """
+
+    places: list[tuple[str, str]] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
+    corrected: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    missing_district: str | None = None
+    unknown_city: bool = False
+
+
 # ---------------------------------------------------------------- matching
 
 
@@ -318,6 +419,7 @@ class Candidate:
     address: str
     grid_code: str | None
     score: float
+    district_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +428,8 @@ class AddressAnswer:
 
     ``best`` is set only when one candidate is clearly ahead and good enough; when
     ``ambiguous`` is true the caller must show the candidates and ask, and ``reason``
-    says what is missing.
+    says what is missing. A query that is the name of a community or a grid answers
+    with ``units`` instead of buildings.
     """
 
     query: str
@@ -335,6 +438,7 @@ class AddressAnswer:
     best: Candidate | None = None
     ambiguous: bool = False
     reason: str = ""
+    units: list[PlaceUnit] = field(default_factory=list)
 
 
 # Score weights: the road is fuzzy, number and building are exact.
@@ -347,13 +451,22 @@ _PARTIAL_FACTOR = 0.95  # a query that omits a part is a little less certain, ev
 class AddressIndex:
     """Buildings indexed by road, number and building for fast, structured lookups.
 
+    One index may hold several districts. A query that names a district, street or
+    community (with or without its city) matches only buildings inside it; only a query
+    that names no place can be ambiguous across districts.
+
     Parameters
     ----------
     buildings
         Columns ``building_id``, ``address`` (road + number + building, e.g.
-        "中山路123号2栋") and ``grid_code``; optional ``community_name``,
-        ``street_name``, ``district_name``, ``city_name`` feed prefix stripping and let
-        a query naming a community prefer that community's buildings.
+        "中山路123号2栋") and ``grid_code``; optional ``district_code`` (needed when the
+        index holds several districts) and ``community_name``, ``street_name``,
+        ``district_name``, ``city_name``, which name the places a query may narrow to.
+    units
+        Communities and grids to find by name: columns ``level`` ("community" or
+        "grid"), ``code``, ``name``, ``district_code``; optional ``street_code``,
+        ``community_code``, ``grids`` (a community's grid codes) and the place-name
+        columns above (a grid's ``community_name`` is its community's).
     prefixes
         More place names to strip from queries (city, district).
     margin
@@ -366,6 +479,7 @@ class AddressIndex:
         self,
         buildings: pd.DataFrame,
         *,
+        units: pd.DataFrame | None = None,
         prefixes: Iterable[str] = (),
         margin: float = 5.0,
         min_score: float = 70.0,
@@ -379,23 +493,42 @@ class AddressIndex:
             )
         self.margin = margin
         self.min_score = min_score
-        n = len(buildings)
         self._ids = buildings["building_id"].astype(str).to_numpy()
         self._addresses = buildings["address"].astype(str).to_numpy()
-        grid = buildings["grid_code"] if "grid_code" in buildings else pd.Series([None] * n)
-        self._grids = np.array([None if pd.isna(g) else str(g) for g in grid], dtype=object)
-        self._areas: list[frozenset[str]] = [frozenset()] * n
-        area_cols = [c for c in ("community_name", "street_name") if c in buildings]
-        if area_cols:
-            values = buildings[area_cols].astype("string").fillna("").to_numpy()
-            self._areas = [frozenset(_prefix_names(v)) for v in values]
-        place_cols = [
-            c
-            for c in ("community_name", "street_name", "district_name", "city_name")
-            if c in buildings
+        self._grids = _optional_text(buildings, "grid_code")
+        self._districts = _optional_text(buildings, "district_code")
+
+        # Place names: level -> key -> id, and per row (and per unit) the id at each level.
+        self._keys: dict[str, dict[str, int]] = {level: {} for level in LEVELS}
+        self._place_names: dict[str, list[str]] = {level: [] for level in LEVELS}
+        self._row_places = {level: self._place_ids(buildings, level) for level in LEVELS}
+        unit_frame = units if units is not None else pd.DataFrame(columns=["level", "code"])
+        if "name" in unit_frame.columns:  # a community is in itself, as far as places go
+            own = unit_frame["level"] == "community"
+            unit_frame = unit_frame.assign(
+                community_name=unit_frame["name"].where(
+                    own, unit_frame.get("community_name", pd.Series(None, index=unit_frame.index))
+                )
+            )
+        self._units = [
+            PlaceUnit(
+                level=str(u["level"]),
+                code=str(u["code"]),
+                name=_text_or(u.get("name")) or str(u["code"]),
+                district_code=_text_or(u.get("district_code")),
+                street_code=_text_or(u.get("street_code")),
+                community_code=_text_or(u.get("community_code")),
+                grids=tuple(str(g) for g in _listed(u.get("grids"))),
+            )
+            for u in unit_frame.to_dict(orient="records")
         ]
-        places = {str(v) for c in place_cols for v in buildings[c].dropna().unique()}
-        self._area_names = frozenset(_prefix_names(places))
+        self._unit_places = {level: self._place_ids(unit_frame, level) for level in LEVELS}
+        self._unit_keys: dict[tuple[str, str], list[int]] = {}
+        for i, unit in enumerate(self._units):
+            for key in self._unit_lookup_keys(unit, unit_frame.iloc[i]):
+                self._unit_keys.setdefault(key, []).append(i)
+        self._place_pinyin: dict[str, list[str]] = {}
+        places = {name for names in self._place_names.values() for name in names}
         self._prefixes = _prefix_names([*places, *prefixes])
 
         # road -> number -> building -> rows; number -> rows for road-less queries.
@@ -417,6 +550,155 @@ class AddressIndex:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    # ------------------------------------------------------------ places
+
+    def _place_ids(self, frame: pd.DataFrame, level: str) -> npt.NDArray[np.int32]:
+        """Register the frame's place names of ``level``; the id of each row's (-1: none)."""
+        column = _COLUMN_OF_LEVEL[level]
+        if column not in frame.columns or frame.empty:
+            return np.full(len(frame), -1, dtype=np.int32)
+        keys, names = self._keys[level], self._place_names[level]
+        ids: dict[str, int] = {}
+        for value in frame[column].dropna().unique():
+            if not str(value).strip():
+                continue
+            key = _place_key(value)[1]
+            if key not in keys:
+                keys[key] = len(names)
+                names.append(_plain_name(value))
+            ids[str(value)] = keys[key]
+        mapped = frame[column].map(lambda v: ids.get(str(v), -1) if pd.notna(v) else -1)
+        return mapped.to_numpy(dtype=np.int32)
+
+    def _unit_lookup_keys(self, unit: PlaceUnit, row: pd.Series) -> list[tuple[str, str]]:
+        """The names a query may give a unit by: a community's key, a grid's name with and
+        without its community's name in front (汇泉一网格 is 一网格 of 汇泉社区)."""
+        if unit.level == "community":
+            return [("community", _place_key(unit.name)[1])]
+        name = _canonical(unit.name)
+        keys = [("grid", name)]
+        community = row.get("community_name")
+        if community is not None and pd.notna(community):
+            for prefix in (_plain_name(community), _place_key(community)[1]):
+                if prefix and name.startswith(prefix) and len(name) > len(prefix):
+                    keys.append(("grid", name[len(prefix) :]))
+        return keys
+
+    def _resolve(self, level: str, key: str) -> str | None:
+        """The known place key of ``level`` a misspelt ``key`` means, if only one comes close."""
+        known = list(self._keys[level])
+        if not known or len(key) < 2:
+            return None
+        if level not in self._place_pinyin:
+            self._place_pinyin[level] = [_pinyin(k) for k in known]
+        chars = process.cdist([key], known, scorer=fuzz.ratio, workers=1)[0]
+        sounds = process.cdist(
+            [_pinyin(key)], self._place_pinyin[level], scorer=fuzz.ratio, workers=1
+        )[0]
+        scores = np.maximum(chars, 0.95 * sounds)
+        order = np.argsort(-scores, kind="stable")
+        best = float(scores[order[0]])
+        runner_up = float(scores[order[1]]) if len(order) > 1 else 0.0
+        if best >= _PLACE_MIN_SCORE and best - runner_up >= self.margin:
+            return known[int(order[0])]
+        return None
+
+    def _named_places(self, removed: Sequence[str]) -> _Named:
+        """Which known places the stripped prefix names (misspellings resolved if safe)."""
+        named = _Named()
+        for piece in removed:
+            level, key = _place_key(piece)
+            if level == "":
+                continue  # a province, a housing estate: no unit gridmap holds
+            if level is None:  # a known name without a level word: look it up everywhere
+                level = next((lv for lv in reversed(LEVELS) if key in self._keys[lv]), None)
+                if level is None:
+                    continue
+            if not self._keys[level]:
+                continue  # the index knows no names at this level: nothing to check against
+            if key not in self._keys[level]:
+                resolved = self._resolve(level, key)
+                if resolved is None:
+                    if level == "city":
+                        named.unknown_city = True
+                    elif level == "district":
+                        named.missing_district = piece
+                    else:
+                        named.unknown.append(piece)
+                    continue
+                proper = self._place_names[level][self._keys[level][resolved]]
+                named.corrected.append(f"{piece} → {proper}")
+                key = resolved
+            named.places.append((level, key))
+            if level != "city":  # "in 旅顺口区", not "in 大连市、旅顺口区"
+                named.said.append(self._place_names[level][self._keys[level][key]])
+        return named
+
+    def _allowed(
+        self, places: dict[str, npt.NDArray[np.int32]], named: _Named
+    ) -> npt.NDArray[np.bool_] | None:
+        """Rows (of buildings or units) inside every named place; None when none is named."""
+        n = len(places["city"])
+        if named.missing_district:
+            return np.zeros(n, dtype=bool)
+        mask: npt.NDArray[np.bool_] | None = None
+        for level, key in named.places:
+            inside = places[level] == self._keys[level][key]
+            if level == "city":
+                inside |= places[level] == -1  # districts that record no city pass
+            mask = inside if mask is None else mask & inside
+        if named.unknown_city:
+            inside = places["city"] == -1
+            mask = inside if mask is None else mask & inside
+        return mask
+
+    def _within(
+        self,
+        places: dict[str, npt.NDArray[np.int32]],
+        districts: npt.NDArray[np.object_],
+        named: _Named,
+        district: str | None,
+    ) -> npt.NDArray[np.bool_] | None:
+        """The named places and the ``district`` filter together."""
+        mask = self._allowed(places, named)
+        if district is not None:
+            inside = districts == district
+            mask = inside if mask is None else mask & inside
+        return mask
+
+    def _find_units(
+        self, body: str, named: _Named, district: str | None
+    ) -> tuple[list[PlaceUnit], str]:
+        """Communities and grids whose name is the whole rest of the query, inside its places."""
+        if not self._units:
+            return [], ""
+        level, key = _place_key(body)
+        hits = list(self._unit_keys.get(("grid", body), []))
+        note = ""
+        if level == "community":
+            found = self._unit_keys.get(("community", key))
+            if found is None and key not in self._keys["community"]:
+                resolved = self._resolve("community", key)
+                if resolved is not None:
+                    found = self._unit_keys.get(("community", resolved))
+                    proper = self._place_names["community"][self._keys["community"][resolved]]
+                    note = f"{body} → {proper}"
+            hits += found or []
+        if not hits:
+            return [], ""
+        districts = np.array([u.district_code for u in self._units], dtype=object)
+        mask = self._within(self._unit_places, districts, named, district)
+        units = [self._units[i] for i in dict.fromkeys(hits) if mask is None or mask[i]]
+        units.sort(key=lambda u: (u.district_code or "", u.level, u.code))
+        return units, note
+
+    def _district_name(self, row: int) -> str:
+        """The district of a building row as an answer names it: its name, else its code."""
+        pid = int(self._row_places["district"][row])
+        if pid >= 0:
+            return self._place_names["district"][pid]
+        return str(self._districts[row] or "?")
 
     # ------------------------------------------------------------ roads
 
@@ -453,8 +735,11 @@ class AddressIndex:
 
     # ------------------------------------------------------------ search
 
-    def search(self, query: str, limit: int = 5) -> AddressAnswer:
-        """Rank the buildings the query may mean; flag it when it does not single one out."""
+    def search(self, query: str, limit: int = 5, *, district: str | None = None) -> AddressAnswer:
+        """Rank the buildings the query may mean; flag it when it does not single one out.
+
+        ``district`` (a district code) narrows the search as naming the district would.
+        """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput(
                 "the address is empty",
@@ -463,28 +748,44 @@ class AddressIndex:
             )
         if limit < 1:
             raise InvalidInput("limit must be at least 1", field="limit", fix="use limit=5")
-        parsed = _parse(query, self._prefixes, self._roads)
+        body, removed = _strip_prefixes(_canonical(query), self._prefixes, self._roads)
+        if removed and body in _LEVEL_WORDS:  # 光荣社区 + 居委会: one name, not a place and a rest
+            body = removed.pop() + body
+        named = self._named_places(removed)
+        units, note = self._find_units(body, named, district)
+        if units:
+            return self._unit_answer(query, body, units[:limit], len(units), note)
+        parsed = _parse_body(body, removed)
         normalized = parsed.building_key + parsed.rest if parsed.number is not None else parsed.road
         has_road = re.search(r"[\u4e00-\u9fff]{2}", parsed.road) is not None
+        place_level = _place_key(body)[0]
+        if parsed.number is None and place_level in ("community", "street", "district", "city"):
+            where = f" in {'、'.join(named.said)}" if named.said else ""
+            return AddressAnswer(
+                query=query,
+                normalized=normalized,
+                reason=f"no community or grid named {body}{where}; give a road and house "
+                "number, or the name of a community or grid",
+            )
         if not has_road and (parsed.number is None or parsed.building is None):
             raise InvalidInput(
                 f"{query!r} names no road and no building",
                 field="address",
-                fix="give a road and house number, e.g. 中山路123号2栋",
+                fix="give a road and house number (中山路123号2栋), or a community or grid name",
             )
-        named_areas = self._area_names.intersection(parsed.prefix)
-        scored = self._score(parsed, named_areas)
-        scored.sort(key=lambda item: (-item[0], self._ids[item[1]]))
-        candidates = [
-            Candidate(
-                building_id=str(self._ids[row]),
-                address=str(self._addresses[row]),
-                grid_code=self._grids[row],
-                score=round(score, 1),
-            )
-            for score, row, _ in scored[:limit]
-        ]
+        allowed = self._within(self._row_places, self._districts, named, district)
+        scored = self._score(parsed, allowed)
+        scored.sort(key=lambda item: (-item[0], self._districts[item[1]] or "", self._ids[item[1]]))
+        candidates = [self._candidate(row, score) for score, row, _ in scored[:limit]]
         best, ambiguous, reason = self._verdict(parsed, scored, candidates)
+        if not candidates and allowed is not None:
+            reason = self._elsewhere(parsed, named, district)
+        elif named.unknown:
+            unknown = "、".join(named.unknown)
+            reason = f"{unknown} is no street or community gridmap knows; {reason}"
+            best = None
+        if named.corrected:
+            reason = f"read {'、'.join(named.corrected)}; {reason}"
         return AddressAnswer(
             query=query,
             normalized=normalized,
@@ -494,12 +795,55 @@ class AddressIndex:
             reason=reason,
         )
 
+    def _candidate(self, row: int, score: float) -> Candidate:
+        return Candidate(
+            building_id=str(self._ids[row]),
+            address=str(self._addresses[row]),
+            grid_code=self._grids[row],
+            score=round(score, 1),
+            district_code=self._districts[row],
+        )
+
+    def _unit_answer(
+        self, query: str, body: str, units: list[PlaceUnit], total: int, note: str
+    ) -> AddressAnswer:
+        """A community or grid named by the query: one is the answer, several must be chosen."""
+        first = units[0]
+        if total == 1:
+            grids = f" with {len(first.grids)} grids" if first.level == "community" else ""
+            reason = f"{first.name} is {first.level} {first.code}{grids}"
+        else:
+            districts = sorted({u.district_code or "?" for u in units})
+            reason = (
+                f"{total} communities or grids are named {body} (districts "
+                f"{', '.join(districts)}); name the district, street or community"
+            )
+        if note:
+            reason = f"read {note}; {reason}"
+        return AddressAnswer(
+            query=query, normalized=body, ambiguous=total > 1, reason=reason, units=units
+        )
+
+    def _elsewhere(self, parsed: ParsedAddress, named: _Named, district: str | None) -> str:
+        """Nothing inside the named place: say so, and where such a building is instead."""
+        if named.missing_district:
+            loaded = "、".join(self._place_names["district"]) or "none with names"
+            return f"no district named {named.missing_district} is loaded (loaded: {loaded})"
+        inside = "、".join([*named.said, *([f"district {district}"] if district else [])])
+        exact = [row for _, row, agrees in self._score(parsed, None) if agrees]
+        what = parsed.building_key or parsed.road
+        if not exact:
+            return f"no building matches {what} in {inside}"
+        places = sorted({self._district_name(row) for row in exact})
+        return f"no building {what} in {inside}; there is one in {'、'.join(places[:3])}"
+
     def _score(
-        self, parsed: ParsedAddress, named_areas: frozenset[str]
+        self, parsed: ParsedAddress, allowed: npt.NDArray[np.bool_] | None
     ) -> list[tuple[float, int, bool]]:
         """Score the buildings the query may mean: (score, row, number and building agree).
 
-        Buildings on roads far from the query's road are not candidates at all.
+        Buildings on roads far from the query's road are not candidates at all, nor are
+        buildings outside the places the query names (``allowed``).
         """
         road_scores = self._road_scores(parsed.road) if parsed.road else {}
         weights = (_W_ROAD if parsed.road else 0.0) + (_W_NUMBER if parsed.number else 0.0)
@@ -511,6 +855,8 @@ class AddressIndex:
 
         def add(rows: Iterable[int], road_score: float | None, number_ok: bool) -> None:
             for row in rows:
+                if allowed is not None and not allowed[row]:
+                    continue
                 points = 0.0
                 if road_score is not None:
                     points += _W_ROAD * road_score / 100
@@ -522,8 +868,6 @@ class AddressIndex:
                 if parsed.building and building_ok:
                     points += _W_BUILDING
                 score = 100 * points / weights * partial
-                if named_areas and not named_areas & self._areas[row]:
-                    score -= 10.0  # the query names another community or street
                 out.append((score, row, building_ok and (number_ok or not parsed.number)))
 
         if not parsed.road:
@@ -569,8 +913,15 @@ class AddressIndex:
         if not close:
             return top, False, f"{top.address} matches ({top.score})"
         tied = [top, *close]
-        n_tied = sum(1 for score, _, _ in scored if scored[0][0] - score < self.margin)
-        if parsed.number is None:
+        tied_rows = [row for score, row, _ in scored if scored[0][0] - score < self.margin]
+        n_tied = len(tied_rows)
+        districts = sorted({self._district_name(row) for row in tied_rows})
+        if len(districts) > 1 and len({c.address for c in tied}) == 1:
+            reason = (
+                f"{top.address} is in {len(districts)} districts ({'、'.join(districts)}); "
+                "name the district"
+            )
+        elif parsed.number is None:
             reason = f"{len(scored)} buildings match; add the house number (号)"
         elif parsed.building is None and len({_road_of(c.address) for c in tied}) == 1:
             reason = (
@@ -583,6 +934,26 @@ class AddressIndex:
             listed = "、".join(c.address for c in tied[:3])
             reason = f"{listed} match almost equally; check the road name"
         return None, True, reason
+
+
+def _optional_text(frame: pd.DataFrame, column: str) -> npt.NDArray[np.object_]:
+    """A column as str-or-None per row (all None when the frame lacks it)."""
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    return np.array([None if pd.isna(v) else str(v) for v in frame[column]], dtype=object)
+
+
+def _text_or(value: object, default: str | None = None) -> str | None:
+    if value is None or (not isinstance(value, list | tuple | np.ndarray) and pd.isna(value)):
+        return default
+    return str(value)
+
+
+def _listed(value: object) -> list[object]:
+    """A list-like cell (a list, a tuple, a numpy or PostgreSQL array); anything else: none."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return list(value)
+    return []
 
 
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))

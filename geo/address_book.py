@@ -1,8 +1,10 @@
-"""Address lookup across the stored districts: one ``AddressIndex`` per published plan.
+"""Address lookup across the stored districts: one ``AddressIndex`` over every published plan.
 
-The index is built on first use from the buildings (with their grid in the published
-plan and the names of their community, street and district) and kept until the plan
-changes; an answer is ambiguous rather than a silent wrong pick.
+One index, not one per district, so that a query naming its district, street or community
+is matched inside that place and nowhere else, and one naming no place is ambiguous when
+two districts have the same building. The index is built on first use from the buildings
+(with their grid in the published plan and the names of their community, street and
+district) and the communities and grids (found by name), and kept until a plan changes.
 """
 
 from __future__ import annotations
@@ -18,43 +20,78 @@ from geo.address import AddressIndex
 from geo.errors import InvalidInput, NotFound
 
 _BUILDINGS_SQL = """
-SELECT b.building_id, b.address, g.code AS grid_code, c.name AS community_name,
-       s.name AS street_name, d.name AS district_name, d.attrs->>'city' AS city_name,
-       ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat
+SELECT b.building_id, b.address, g.code AS grid_code, d.code AS district_code,
+       c.name AS community_name, s.name AS street_name, d.name AS district_name,
+       d.attrs->>'city' AS city_name, ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat
 FROM buildings b
 JOIN districts d ON d.id = b.district_id
+JOIN grid_plans p ON p.district_id = d.id AND p.status = 'published'
 LEFT JOIN grids g ON g.id = b.grid_id
 LEFT JOIN communities c ON c.id = g.community_id
 LEFT JOIN streets s ON s.id = c.street_id
-WHERE d.code = :d
-ORDER BY b.building_id
+ORDER BY d.code, b.building_id
 """
+
+#: Communities (with the grids of the published plan) and named grids, found by name.
+_UNITS_SQL = """
+SELECT 'community' AS level, c.code, c.name, d.code AS district_code, s.code AS street_code,
+       NULL AS community_code, d.name AS district_name, s.name AS street_name,
+       c.name AS community_name, d.attrs->>'city' AS city_name,
+       ARRAY(SELECT g.code FROM grids g WHERE g.community_id = c.id AND g.plan_id = p.id
+             ORDER BY g.code COLLATE "C") AS grids
+FROM communities c
+JOIN streets s ON s.id = c.street_id
+JOIN districts d ON d.id = c.district_id
+JOIN grid_plans p ON p.district_id = d.id AND p.status = 'published'
+UNION ALL
+SELECT 'grid', g.code, g.name, d.code, s.code, c.code, d.name, s.name, c.name,
+       d.attrs->>'city', NULL
+FROM grids g
+JOIN grid_plans p ON p.id = g.plan_id AND p.status = 'published'
+JOIN districts d ON d.id = p.district_id
+JOIN communities c ON c.id = g.community_id
+JOIN streets s ON s.id = c.street_id
+WHERE g.name IS NOT NULL AND g.name <> ''
+ORDER BY 4, 1, 2
+"""
+
+_PLANS_SQL = """
+SELECT d.code, p.id FROM grid_plans p JOIN districts d ON d.id = p.district_id
+WHERE p.status = 'published' ORDER BY d.code
+"""
+
+Plans = tuple[tuple[str, int], ...]
+#: (district code, building id) -> (lon, lat) of the building.
+Places = dict[tuple[str | None, str], tuple[float, float]]
 
 
 class AddressBook:
-    """Thread-safe cache of address indexes, keyed by district and published plan."""
+    """Thread-safe cache of the address index, keyed by the set of published plans."""
 
     def __init__(self) -> None:
-        self._indexes: dict[tuple[str, int], tuple[AddressIndex, pd.DataFrame]] = {}
+        self._plans: Plans = ()
+        self._index: AddressIndex | None = None
+        self._where: Places = {}
         self._lock = threading.Lock()
 
-    def _index(
-        self, session: Session, district: str, plan_id: int
-    ) -> tuple[AddressIndex, pd.DataFrame]:
-        key = (district, plan_id)
-        found = self._indexes.get(key)
-        if found is None:
+    def _index_for(self, session: Session, plans: Plans) -> tuple[AddressIndex, Places]:
+        with self._lock:
+            if self._index is not None and self._plans == plans:
+                return self._index, self._where
+        frame = pd.DataFrame(session.execute(text(_BUILDINGS_SQL)).mappings().all())
+        if frame.empty:
             frame = pd.DataFrame(
-                session.execute(text(_BUILDINGS_SQL), {"d": district}).mappings().all()
+                columns=["building_id", "address", "grid_code", "district_code", "lon", "lat"]
             )
-            if frame.empty:
-                frame = pd.DataFrame(columns=["building_id", "address", "grid_code", "lon", "lat"])
-            index = AddressIndex(frame, prefixes=["中国"])
-            found = (index, frame.set_index("building_id"))
-            with self._lock:
-                self._indexes = {k: v for k, v in self._indexes.items() if k[0] != district}
-                self._indexes[key] = found
-        return found
+        units = pd.DataFrame(session.execute(text(_UNITS_SQL)).mappings().all())
+        index = AddressIndex(frame, units=units if not units.empty else None, prefixes=["中国"])
+        columns = (frame[c] for c in ("district_code", "building_id", "lon", "lat"))
+        where: Places = {
+            (str(d), str(b)): (float(x), float(y)) for d, b, x, y in zip(*columns, strict=True)
+        }
+        with self._lock:
+            self._plans, self._index, self._where = plans, index, where
+        return index, where
 
     def search(
         self, session: Session, query: str, *, district: str | None = None, limit: int = 5
@@ -62,60 +99,45 @@ class AddressBook:
         """Ranked candidates over one district or all; the answer's field names are the API's."""
         if not query or not query.strip():
             raise InvalidInput("address is empty", field="address")
-        plans: dict[str, int] = dict(
-            session.execute(
-                text(
-                    """SELECT d.code, p.id FROM grid_plans p
-                       JOIN districts d ON d.id = p.district_id
-                       WHERE p.status = 'published' AND (CAST(:d AS text) IS NULL OR d.code = :d)"""
-                ),
-                {"d": district},
-            ).all()
+        plans: Plans = tuple(
+            (str(code), int(pid)) for code, pid in session.execute(text(_PLANS_SQL)).all()
         )
-        if district is not None and district not in plans:
+        if district is not None and district not in dict(plans):
             raise NotFound(
                 f"no district with code {district!r} and a published plan", field="district"
             )
-        candidates: list[dict[str, Any]] = []
-        normalized = ""
-        reasons: list[str] = []
-        ambiguous = False
-        for code in sorted(plans):
-            index, frame = self._index(session, code, int(plans[code]))
-            answer = index.search(query, limit=limit)
-            normalized = answer.normalized
-            ambiguous = ambiguous or answer.ambiguous
-            if answer.reason:
-                reasons.append(answer.reason)
-            for c in answer.candidates:
-                row = frame.loc[c.building_id]
-                candidates.append(
-                    {
-                        "building_id": c.building_id,
-                        "address": c.address,
-                        "score": round(float(c.score), 1),
-                        "grid_code": c.grid_code,
-                        "district_code": code,
-                        "lon": float(row["lon"]),
-                        "lat": float(row["lat"]),
-                    }
-                )
-        candidates.sort(key=lambda c: (-c["score"], c["district_code"], c["building_id"]))
-        candidates = candidates[:limit]
-        if (
-            len(plans) > 1
-            and len(candidates) > 1
-            and candidates[0]["score"] - candidates[1]["score"] < 5
-        ):
-            ambiguous = True
-        best = (
-            candidates[0] if candidates and not ambiguous and candidates[0]["score"] >= 70 else None
-        )
+        index, where = self._index_for(session, plans)
+        answer = index.search(query, limit=limit, district=district)
+
+        def shown(c: Any) -> dict[str, Any]:
+            lon, lat = where[(c.district_code, c.building_id)]
+            return {
+                "building_id": c.building_id,
+                "address": c.address,
+                "score": round(float(c.score), 1),
+                "grid_code": c.grid_code,
+                "district_code": c.district_code,
+                "lon": lon,
+                "lat": lat,
+            }
+
         return {
             "query": query,
-            "normalized": normalized,
-            "ambiguous": ambiguous,
-            "reason": "; ".join(reasons) or None,
-            "best": best,
-            "candidates": candidates,
+            "normalized": answer.normalized,
+            "ambiguous": answer.ambiguous,
+            "reason": answer.reason or None,
+            "best": shown(answer.best) if answer.best else None,
+            "candidates": [shown(c) for c in answer.candidates],
+            "units": [
+                {
+                    "level": u.level,
+                    "code": u.code,
+                    "name": u.name,
+                    "district_code": u.district_code,
+                    "street_code": u.street_code,
+                    "community_code": u.community_code,
+                    "grids": list(u.grids) if u.level == "community" else None,
+                }
+                for u in answer.units
+            ],
         }

@@ -3,6 +3,10 @@
 The in-memory ``GridIndex`` of each plan is built once and kept; the set of published
 plans is re-read from the database at most every ``refresh_s`` seconds, so a publish or a
 ``gridmap load --replace`` in another process is picked up without a query per lookup.
+
+A point that no grid covers lies outside every district (a district's grids tile it): its
+answer has no district and no plan, only the nearest grid, the nearest district and the
+distance to them. Filing a report there is refused (``require_district``).
 """
 
 from __future__ import annotations
@@ -69,7 +73,12 @@ class PlanIndex:
 
 @dataclass(frozen=True)
 class LookupAnswer:
-    """The answer of ``GET /lookup`` and ``gridmap lookup``; field names are the contract."""
+    """The answer of ``GET /lookup`` and ``gridmap lookup``; field names are the contract.
+
+    ``district_code`` and ``plan_id`` name the plan whose grid holds the point (snapped
+    included); outside every grid they are null and ``nearest_district_code`` names the
+    district of ``nearest_grid_code``, ``distance_m`` away (the distance to that district).
+    """
 
     lon: float
     lat: float
@@ -85,6 +94,7 @@ class LookupAnswer:
     snapped: bool
     nearest_grid_code: str | None
     distance_m: float | None
+    nearest_district_code: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)  # flat: a shallow copy, 10x cheaper than asdict()
@@ -291,6 +301,7 @@ def _answer(
             snapped=snapped,
             nearest_grid_code=code if snapped else None,
             distance_m=round(float(result.distance_m[i]), 3) if snapped else None,
+            nearest_district_code=info.district_code if snapped else None,
         )
     return LookupAnswer(
         lon=lon,
@@ -301,12 +312,38 @@ def _answer(
         grid_name=None,
         community_code=None,
         street_code=None,
-        district_code=near[1].district_code if near else None,
-        plan_id=near[1].plan_id if near else None,
+        district_code=None,
+        plan_id=None,
         on_boundary=False,
         snapped=False,
         nearest_grid_code=str(near[2].nearest_grid_code[near[3]]) if near else None,
         distance_m=round(near[0], 3) if near else None,
+        nearest_district_code=near[1].district_code if near else None,
+    )
+
+
+def require_district(answer: LookupAnswer) -> LookupAnswer:
+    """Refuse a point outside every district: a report there would reach no one.
+
+    Storing it under the nearest district would hand a case 100 km out at sea to a grid
+    team that cannot go there; the caller is told where the nearest district is instead.
+    """
+    if answer.district_code is not None:
+        return answer
+    where = f"lon {answer.lon:.6f}, lat {answer.lat:.6f}"
+    if answer.nearest_district_code is None:
+        reason = f"{where} is outside every district, and no district has a published plan"
+    else:
+        reason = (
+            f"{where} is outside every district; the nearest is district "
+            f"{answer.nearest_district_code}, {answer.distance_m:,.0f} m away "
+            f"(grid {answer.nearest_grid_code})"
+        )
+    raise InvalidInput(
+        reason,
+        field="lon",
+        fix="check lon/lat (swapped? from AMap: coordsys=gcj02), or send a point inside the "
+        "district that should handle it",
     )
 
 

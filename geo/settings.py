@@ -64,8 +64,18 @@ class GridmapSettings(BaseSettings):
     max_vertices_per_feature: int = Field(default=1_000_000, gt=0)
     max_nesting_depth: int = Field(default=8, gt=0)
     lookup_batch_limit: int = Field(default=10_000, gt=0, le=1_000_000)
-    #: Topology tolerance in metres: narrower differences are noise (see geo/topology.py).
-    tolerance_m: float = Field(default=DEFAULT_TOLERANCE_M, gt=0, le=1.0)
+    #: Topology tolerance in metres: a sliver or an overlap nowhere wider than this is noise
+    #: (see geo/topology.py).
+    tolerance_m: float = DEFAULT_TOLERANCE_M
+
+    @field_validator("tolerance_m")
+    @classmethod
+    def _sane_tolerance(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(
+                "GRIDMAP_TOLERANCE_M must be above 0 and at most 1 (metres); the default is 0.01"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

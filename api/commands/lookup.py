@@ -64,8 +64,22 @@ def lookup_command(
         print_json(answer)
         return
     for key, value in answer.items():
-        if value is not None and key != "candidates":
+        if value is not None and key not in ("candidates", "units"):
             out.print(f"[bold]{key}[/]: {value}", highlight=False)
+    if "lon" in answer and answer["district_code"] is None and answer["nearest_district_code"]:
+        out.print(
+            f"outside every district: the nearest is district {answer['nearest_district_code']}"
+            f" (grid {answer['nearest_grid_code']}), {answer['distance_m']:,.0f} m away",
+            highlight=False,
+        )
+    for unit in answer.get("units", []):
+        inside = f"community {unit['community_code']}, " if unit["community_code"] else ""
+        grids = f": grids {', '.join(unit['grids'])}" if unit["grids"] else ""
+        out.print(
+            f"  {unit['level']} {unit['code']} {unit['name']} "
+            f"({inside}district {unit['district_code']}){grids}",
+            highlight=False,
+        )
     for candidate in answer.get("candidates", []):
         out.print(
             f"  {candidate['score']:5.1f}  {candidate['address']}  "

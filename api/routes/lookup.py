@@ -61,7 +61,8 @@ LOOKUP_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "address",
         "in": "query",
-        "description": "a Chinese address (instead of lon/lat)",
+        "description": "a Chinese address, or a community or grid name (instead of lon/lat); "
+        "a district, street or community it names confines the match to that place",
         "schema": {"type": "string", "minLength": 1, "maxLength": 200},
     },
     {
@@ -156,7 +157,8 @@ async def lookup(request: Request) -> Any:
 
     A point belongs to the grid of the published plan whose closed polygon covers it; on a
     boundary shared by several grids, to the smallest grid code; outside every grid the
-    answer gives the nearest grid and its distance in metres (``snap_m`` assigns it).
+    point is outside every district: no district, no plan, and the answer names the nearest
+    grid and district and the distance in metres (``snap_m`` assigns it).
     """
     query = request.query_params
     lon = _number(query, "lon", -180, 180)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, status
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import ReportIn, ReportOut
+from geo.lookup import require_district
 from geo.store.reports import file_report
 
 router = APIRouter(tags=["reports"], responses=PROBLEM_RESPONSES)
@@ -17,8 +18,12 @@ router = APIRouter(tags=["reports"], responses=PROBLEM_RESPONSES)
 
 @router.post("/reports", response_model=ReportOut, status_code=status.HTTP_201_CREATED)
 def create_report(body: ReportIn, session: SessionDep, grids: LookupDep) -> dict[str, Any]:
-    """Store a report; it is assigned by the lookup rule to a grid of the published plan."""
-    answer = grids.lookup(body.lon, body.lat, coordsys=body.coordsys)
+    """Store a report; it is assigned by the lookup rule to a grid of the published plan.
+
+    A point outside every district is refused (422 naming lon/lat and the nearest
+    district): a report must reach a grid team, not be parked in the nearest district.
+    """
+    answer = require_district(grids.lookup(body.lon, body.lat, coordsys=body.coordsys))
     stored = file_report(
         session,
         answer,

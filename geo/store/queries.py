@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo.errors import Conflict, NotFound
+from geo.errors import Conflict, DataRefused, NotFound
 from geo.grids import REQUIRED_COLUMNS, DistrictData, Repair, parse_times
 from geo.store.models import (
     SRID,
@@ -136,11 +136,14 @@ def store_district(
     source: str | None = None,
     author: str = "gridmap load",
     progress: Progress | None = None,
+    tolerance_m: float | None = None,
 ) -> LoadSummary:
     """Insert a validated district; its grids become the first published plan.
 
-    Refuses a district that exists unless ``replace``; the caller's transaction makes the
-    delete and the new rows land together or not at all.
+    Refuses a district that exists unless ``replace``, and one whose outline overlaps
+    another stored district by more than ``tolerance_m`` (the settings' default when
+    None); the caller's transaction makes the delete and the new rows land together or
+    not at all.
     """
     from geo.assign import GridIndex
 
@@ -149,13 +152,16 @@ def store_district(
     existing = session.scalar(
         select(District.id).where(District.code == data.code).with_for_update()
     )
+    if existing is not None and not replace:
+        raise Conflict(
+            f"district {data.code} is already loaded",
+            field="district",
+            fix="pass --replace to replace it (atomically)",
+        )
+    # Loads of two overlapping districts at once must not both pass the check unseen.
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTLINE_LOCK_KEY})
+    refuse_overlaps(session, data, tolerance_m=tolerance_m, source=source)
     if existing is not None:
-        if not replace:
-            raise Conflict(
-                f"district {data.code} is already loaded",
-                field="district",
-                fix="pass --replace to replace it (atomically)",
-            )
         say(f"removing the stored district {data.code}")
         session.execute(delete(District).where(District.id == existing))
 
@@ -251,6 +257,61 @@ def store_district(
         repairs=[str(r) for r in repairs],
         noding=asdict(data.noding) if data.noding is not None else None,
     )
+
+
+#: The advisory lock that serialises loads while they check outlines against each other.
+OUTLINE_LOCK_KEY = 0x67726964  # "grid"
+
+
+def refuse_overlaps(
+    session: Session,
+    data: DistrictData,
+    *,
+    tolerance_m: float | None = None,
+    source: str | None = None,
+) -> None:
+    """Refuse ``data`` if its outline overlaps a stored district (other than its own code).
+
+    A stored district under the same code is the one a load replaces (or refuses as
+    already loaded), so it never counts. PostGIS finds the candidates by index; the
+    overlap is measured by ``geo.districts.district_overlaps``.
+    """
+    from geo.districts import district_overlaps
+    from geo.settings import GridmapSettings
+
+    if tolerance_m is None:
+        tolerance_m = float(GridmapSettings.model_fields["tolerance_m"].default)
+    outline = data.district.geometry.iat[0]
+    rows = session.execute(
+        select(District.code, District.name, func.ST_AsBinary(District.geom))
+        .where(District.code != data.code, func.ST_Intersects(District.geom, as_wkb(outline)))
+        .order_by(District.code)
+    ).all()
+    if not rows:
+        return
+    stored = [(str(code), str(name), shapely.from_wkb(bytes(wkb))) for code, name, wkb in rows]
+    overlaps = district_overlaps(data.code, outline, stored, tolerance_m)
+    if overlaps:
+        raise DataRefused([o.problem(source) for o in overlaps])
+
+
+def check_district_fits(
+    session: Session,
+    data: DistrictData,
+    *,
+    replace: bool,
+    tolerance_m: float | None = None,
+    source: str | None = None,
+) -> None:
+    """What ``store_district`` would refuse about the stored districts, read only (--dry-run)."""
+    exists = session.scalar(select(District.id).where(District.code == data.code))
+    if exists is not None and not replace:
+        raise Conflict(
+            f"district {data.code} is already loaded",
+            field="district",
+            fix="pass --replace to replace it (atomically)",
+        )
+    refuse_overlaps(session, data, tolerance_m=tolerance_m, source=source)
 
 
 def _store_first_plan_metrics(session: Session, plan_id: int, data: DistrictData) -> None:

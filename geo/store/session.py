@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,8 +24,11 @@ def engine_for(url: str) -> Engine:
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Session]:
-    """A session in one transaction: committed when the block ends, rolled back on error."""
+def transaction(url: str, *, read_only: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed when the block ends, rolled back on error.
+
+    ``read_only`` makes PostgreSQL refuse any write in it (``--dry-run`` promises one).
+    """
     factory = sessionmaker(engine_for(url), expire_on_commit=False)
     try:
         session = factory()
@@ -33,6 +36,8 @@ def transaction(url: str) -> Iterator[Session]:
         raise DatabaseUnavailable(str(exc.orig), fix="run `gridmap db up`") from exc
     try:
         with session.begin():
+            if read_only:
+                session.execute(text("SET TRANSACTION READ ONLY"))
             yield session
     except OperationalError as exc:
         if "connection" in str(exc.orig).lower():

@@ -7,14 +7,20 @@ deterministically, from two building sets:
   buildings on 6 roads, with grid codes joined from its grids;
 * ``names20k``: 20,000 buildings on the 319 road names of ``fixtures/names.py`` (built
   here, seed 7), because similar names (长春路, 长春街, 长春北路) are where matching gets
-  hard, and the full fixture takes minutes to generate.
+  hard, and the full fixture takes minutes to generate;
+* ``two``: two districts in one index, the hand-drawn 市南区 of ``tests/handmade.py`` and
+  旅顺口区 of ``tests/neighbours.py``, 144 buildings, sharing the road 山东路 (same house
+  numbers) and a community name: a query naming its place must match only there, one
+  naming no place must be ambiguous where both districts have the building, and one
+  naming a place without that building must pick nothing.
 
 Regenerate it with ``.venv/bin/python -m tests.geo.test_address --write-corpus``.
 
 The rule scored: a *wrong pick* is an answer whose ``best`` is set but is not the
-expected building (for a query that must be ambiguous, any ``best`` is wrong). Wrong
-picks must be zero; a query with one right answer counts as a hit only when ``best`` is
-that building, so an honest "ambiguous" on such a query costs accuracy, never safety.
+expected building (for a query that must be ambiguous or must find nothing, any ``best``
+is wrong). Wrong picks must be zero; a query with one right answer counts as a hit only
+when ``best`` is that building, so an honest "ambiguous" on such a query costs accuracy,
+never safety. A row with neither an expected building nor candidates must find nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures import names
@@ -50,22 +57,22 @@ SEED = 7
 # ---------------------------------------------------------------- building sets
 
 
-@cache
-def tiny_buildings() -> pd.DataFrame:
-    """The tiny fixture district's buildings with grid, community and street names."""
+def _placed_buildings(layers: Any, city: str | None) -> pd.DataFrame:
+    """Buildings with their grid (smallest code on a shared edge) and place names."""
     import geopandas as gpd
 
-    from fixtures.district import generate_district
+    def layer(name: str) -> gpd.GeoDataFrame:
+        return layers[name] if isinstance(layers, dict) else getattr(layers, name)
 
-    layers = generate_district("tiny", SEED)
-    grids = layers.grids[["code", "community_code", "geometry"]].rename(
+    grids = layer("grids")[["code", "community_code", "geometry"]].rename(
         columns={"code": "grid_code"}
     )
-    joined = gpd.sjoin(layers.buildings, grids, how="left", predicate="intersects")
+    joined = gpd.sjoin(layer("buildings"), grids, how="left", predicate="intersects")
     joined = joined.sort_values(["building_id", "grid_code"]).drop_duplicates("building_id")
-    communities = layers.communities.set_index("code")
-    streets = layers.streets.set_index("code")["name"]
+    communities = layer("communities").set_index("code")
+    streets = layer("streets").set_index("code")["name"]
     community = communities.loc[joined["community_code"]]
+    district = layer("district")
     return pd.DataFrame(
         {
             "building_id": joined["building_id"].to_numpy(),
@@ -73,9 +80,34 @@ def tiny_buildings() -> pd.DataFrame:
             "grid_code": joined["grid_code"].to_numpy(),
             "community_name": community["name"].to_numpy(),
             "street_name": streets.loc[community["street_code"]].to_numpy(),
-            "district_name": layers.district["name"].iloc[0],
-            "city_name": CITY,
+            "district_name": district["name"].iloc[0],
+            "city_name": city,
+            "district_code": district["code"].iloc[0],
         }
+    )
+
+
+@cache
+def tiny_buildings() -> pd.DataFrame:
+    """The tiny fixture district's buildings with grid, community and street names."""
+    from fixtures.district import generate_district
+
+    return _placed_buildings(generate_district("tiny", SEED), CITY)
+
+
+@cache
+def two_district_buildings() -> pd.DataFrame:
+    """The hand-drawn 市南区 (no city recorded) and 旅顺口区 (大连市) in one frame."""
+    from tests.handmade import handmade_layers
+    from tests.neighbours import CITY as NEIGHBOUR_CITY
+    from tests.neighbours import neighbour_layers
+
+    return pd.concat(
+        [
+            _placed_buildings(handmade_layers(), None),
+            _placed_buildings(neighbour_layers(), NEIGHBOUR_CITY),
+        ],
+        ignore_index=True,
     )
 
 
@@ -115,6 +147,7 @@ def names20k_buildings(n: int = 20_000, seed: int = SEED) -> pd.DataFrame:
 BUILDING_SETS: dict[str, Callable[[], pd.DataFrame]] = {
     "tiny": tiny_buildings,
     "names20k": names20k_buildings,
+    "two": two_district_buildings,
 }
 
 
@@ -346,15 +379,103 @@ def _handwritten(frame: pd.DataFrame) -> list[Row]:
 
 
 KINDS = ("exact", "numerals", "fullwidth", "prefix", "typo", "variant", "noise")
+#: Kinds of the two-district set: naming the building's own places, naming none, naming
+#: the other district (which may or may not have that address).
+PLACE_KINDS = ("place", "unplaced", "elsewhere")
+_PLACE_COLUMNS = ("district_name", "street_name", "community_name")
+# Hand-written cases on the two districts: query -> the places the building must be in.
+# 山东路1-36号 are in both, 山东路37-72号 only in 市南区, 黄河路 only in 旅顺口区.
+HANDWRITTEN_TWO: list[tuple[str, str, dict[str, str]]] = [
+    ("大连市旅顺口区山东路5号5栋", "山东路5号5栋", {"district_name": "旅顺口区"}),
+    ("旅顺口区 山东路五号五栋", "山东路5号5栋", {"district_name": "旅顺口区"}),
+    ("市南区山东路5号5栋", "山东路5号5栋", {"district_name": "市南区(手绘)"}),
+    ("青岛市市南区山东路５号５栋", "山东路5号5栋", {"district_name": "市南区(手绘)"}),
+    ("山东路5号5栋", "山东路5号5栋", {}),
+    ("汇泉社区山东路5号5栋", "山东路5号5栋", {"community_name": "汇泉社区"}),
+    ("旅顺口区汇泉社区山东路5号5栋", "山东路5号5栋", {"district_name": "旅顺口区"}),
+    ("得胜街道山东路5号5栋", "山东路5号5栋", {"street_name": "得胜街道"}),
+    ("八大关街道汇泉社区山东路5号5栋", "山东路5号5栋", {"street_name": "八大关街道"}),
+    ("大连市旅顺口区山东路50号5栋", "山东路50号5栋", {"district_name": "旅顺口区"}),
+    ("山东路50号5栋", "山东路50号5栋", {}),
+    ("黄河路3号3栋", "黄河路3号3栋", {}),
+    ("市南区黄河路3号3栋", "黄河路3号3栋", {"district_name": "市南区(手绘)"}),
+    ("甘井子区山东路5号5栋", "山东路5号5栋", {"district_name": "甘井子区"}),
+    ("大连市甘井子区黄河路3号3栋", "黄河路3号3栋", {"district_name": "甘井子区"}),
+    ("太平角社区山东路5号5栋", "山东路5号5栋", {"community_name": "太平角社区"}),
+    ("得胜社区山东路30号5栋", "山东路30号5栋", {"community_name": "得胜社区"}),
+]
+
+
+def _spoken(name: str) -> str:
+    """A place name as people type it: without the remark in brackets (市南区(手绘))."""
+    return name.split("(")[0]
+
+
+def _expected_row(
+    source: str, kind: str, query: str, frame: pd.DataFrame, inside: pd.Series
+) -> Row:
+    """The row for a query meaning the buildings ``inside``: one, several or none."""
+    ids = sorted(frame.loc[inside, "building_id"])
+    if len(ids) == 1:
+        return Row(source, kind, query, ids[0], frame.loc[inside, "address"].iloc[0])
+    return Row(source, kind, query, "", "", " ".join(ids))
+
+
+def _place_rows(
+    source: str, frame: pd.DataFrame, rng: np.random.Generator, count: int
+) -> list[Row]:
+    """Queries over two districts with the same road: each names a place, or none.
+
+    What a query must find is worked out from the frame, not from the parser: the
+    buildings with that address inside every place the query names.
+    """
+    roads = {parse_address(a).road for a in frame["address"]}
+    districts = sorted(frame["district_name"].unique())
+    rows: list[Row] = []
+    for kind in PLACE_KINDS:
+        for i in rng.choice(len(frame), size=count, replace=False):
+            b = frame.iloc[int(i)]
+            style = str(rng.choice(["exact", "numerals", "fullwidth", "noise", "variant"]))
+            text = _queries_for(b, frame, roads, rng, style)
+            assert text is not None
+            inside = frame["address"] == b.address
+            names: list[str] = []
+            other = next(d for d in districts if d != b.district_name)
+            if kind == "place":
+                keep = rng.random(3) < 0.5
+                if not keep.any():
+                    keep[int(rng.integers(3))] = True
+                for column, kept in zip(_PLACE_COLUMNS, keep, strict=True):
+                    if kept:
+                        names.append(_spoken(b[column]))
+                        inside &= frame[column] == b[column]
+            elif kind == "elsewhere":
+                names.append(_spoken(other))
+                inside &= frame["district_name"] == other
+            # The named district's city, or for 市南区 (which records none) its real one.
+            home = b.district_name if kind != "elsewhere" else other
+            recorded = frame.loc[frame["district_name"] == home, "city_name"].iloc[0]
+            city = [recorded or "青岛市"] if names and rng.random() < 0.5 else []
+            sep = " " if rng.random() < 0.3 else ""
+            rows.append(_expected_row(source, kind, sep.join([*city, *names, text]), frame, inside))
+    for query, address, places in HANDWRITTEN_TWO:
+        inside = frame["address"] == address
+        for column, value in places.items():
+            inside &= frame[column] == value
+        rows.append(_expected_row(source, "place", query, frame, inside))
+    return rows
 
 
 def make_corpus(per_kind: dict[str, int] | None = None) -> list[Row]:
     """The whole corpus, deterministically: per building set, so many queries per kind."""
-    per_kind = per_kind or {"tiny": 30, "names20k": 45}
+    per_kind = per_kind or {"tiny": 30, "names20k": 45, "two": 40}
     rows: list[Row] = []
     for source, build in BUILDING_SETS.items():
         frame = build()
         rng = np.random.default_rng([SEED, len(frame)])
+        if source == "two":
+            rows += _place_rows(source, frame, rng, per_kind[source])
+            continue
         roads = {parse_address(a).road for a in frame["address"]}
         for kind in KINDS:
             made = 0
@@ -408,13 +529,15 @@ class Score:
     hits: int = 0
     must_be_ambiguous: int = 0
     flagged: int = 0
+    must_be_none: int = 0
+    nothing: int = 0
     wrong_picks: int = 0
     answered_ambiguous: int = 0
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
-        return self.single + self.must_be_ambiguous
+        return self.single + self.must_be_ambiguous + self.must_be_none
 
     @property
     def accuracy(self) -> float:
@@ -437,11 +560,17 @@ def score_corpus(
             wrong = best is not None and best != row.expected_building_id
             if best != row.expected_building_id:
                 misses.append((row, best, ambiguous))
-        else:
+        elif row.expected_candidates:
             score.must_be_ambiguous += 1
             score.flagged += ambiguous and best is None
             wrong = best is not None
             if not ambiguous or best is not None:
+                misses.append((row, best, ambiguous))
+        else:
+            score.must_be_none += 1
+            score.nothing += not ambiguous and best is None
+            wrong = best is not None
+            if ambiguous or best is not None:
                 misses.append((row, best, ambiguous))
         score.wrong_picks += wrong
     score.seconds = time.perf_counter() - start
@@ -636,6 +765,203 @@ def test_index_refuses_frame_without_address() -> None:
         AddressIndex(pd.DataFrame({"building_id": ["x"]}))
 
 
+# ---------------------------------------------------------------- tests: places
+
+# Two districts of one city with the same road and building: the issue's example.
+DALIAN = pd.DataFrame(
+    {
+        "building_id": ["S1", "S2", "L1", "L2"],
+        "address": ["黄河路79号2栋", "黄河路80号1栋", "黄河路79号2栋", "白山路3号1栋"],
+        "grid_code": ["SG1", "SG1", "LG1", "LG2"],
+        "district_code": ["210204", "210204", "210212", "210212"],
+        "district_name": ["沙河口区", "沙河口区", "旅顺口区", "旅顺口区"],
+        "street_name": ["白山路街道", "白山路街道", "得胜街道", "得胜街道"],
+        "community_name": ["福民社区", "福民社区", "光荣社区", "光荣社区"],
+        "city_name": ["大连市"] * 4,
+    }
+)
+DALIAN_UNITS = pd.DataFrame(
+    {
+        "level": ["community", "community", "community", "grid", "grid", "grid"],
+        "code": ["210204001001", "210212001001", "210212001002", "SG1", "LG1", "LG2"],
+        "name": ["福民社区", "光荣社区", "海港社区", "福民一网格", "光荣第一网格", "光荣第二网格"],
+        "district_code": ["210204", "210212", "210212", "210204", "210212", "210212"],
+        "district_name": ["沙河口区", "旅顺口区", "旅顺口区", "沙河口区", "旅顺口区", "旅顺口区"],
+        "street_name": ["白山路街道", "得胜街道", "得胜街道", "白山路街道", "得胜街道", "得胜街道"],
+        "community_name": [None, None, None, "福民社区", "光荣社区", "光荣社区"],
+        "street_code": ["210204001", "210212001", "210212001", None, None, None],
+        "community_code": [None, None, None, "210204001001", "210212001001", "210212001001"],
+        "grids": [["SG1"], ["LG1", "LG2"], [], None, None, None],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def dalian() -> AddressIndex:
+    return AddressIndex(DALIAN, units=DALIAN_UNITS)
+
+
+@pytest.mark.parametrize(
+    ("query", "building"),
+    [
+        ("大连市旅顺口区黄河路79号2栋", "L1"),
+        ("旅顺口区黄河路七十九号二号楼", "L1"),
+        ("大连市 沙河口区 黄河路79号2栋", "S1"),
+        ("沙河口区黄河路79-2", "S1"),
+        ("白山路街道黄河路79号2栋", "S1"),  # a street named after a road is still a street
+        ("光荣社区黄河路79号2栋", "L1"),
+        ("得胜街道光荣社区黄河路79号2栋3单元", "L1"),
+        ("沙和口区黄河路79号2栋", "S1"),  # sounds like 沙河口区: read as it
+        ("万达小区黄河路80号1栋", "S2"),  # a housing estate names no district
+    ],
+)
+def test_a_named_place_confines_the_match(dalian: AddressIndex, query: str, building: str) -> None:
+    answer = dalian.search(query)
+    assert answer.best is not None and answer.best.building_id == building, answer.reason
+    assert not answer.ambiguous
+    assert all(c.district_code == answer.best.district_code for c in answer.candidates)
+
+
+def test_no_place_named_is_ambiguous_across_districts(dalian: AddressIndex) -> None:
+    answer = dalian.search("黄河路79号2栋")
+    assert answer.ambiguous and answer.best is None
+    assert {(c.building_id, c.district_code) for c in answer.candidates} == {
+        ("S1", "210204"),
+        ("L1", "210212"),
+    }
+    assert "2 districts" in answer.reason and "沙河口区" in answer.reason
+    assert "旅顺口区" in answer.reason and "name the district" in answer.reason
+
+
+def test_a_place_without_the_building_picks_nothing_and_says_where_it_is(
+    dalian: AddressIndex,
+) -> None:
+    answer = dalian.search("大连市旅顺口区黄河路80号1栋")
+    assert answer.best is None and not answer.ambiguous
+    assert all(c.district_code == "210212" for c in answer.candidates)
+    assert "旅顺口区" in answer.reason and "沙河口区" in answer.reason
+    inconsistent = dalian.search("沙河口区光荣社区黄河路79号2栋")  # 光荣社区 is in 旅顺口区
+    assert inconsistent.best is None and not inconsistent.candidates
+
+
+def test_a_district_that_is_not_loaded_matches_nothing() -> None:
+    """Only 沙河口区 is loaded: 旅顺口区's 黄河路 is not 沙河口区's, whatever the score."""
+    shahekou = AddressIndex(DALIAN[DALIAN["district_code"] == "210204"])
+    answer = shahekou.search("大连市旅顺口区黄河路79号2栋")
+    assert answer.best is None and not answer.candidates and not answer.ambiguous
+    assert "no district named 旅顺口区" in answer.reason and "沙河口区" in answer.reason
+    assert shahekou.search("黄河路79号2栋").best is not None  # naming no place still works
+
+
+def test_an_unknown_community_is_never_picked(dalian: AddressIndex) -> None:
+    answer = dalian.search("旅顺口区金星社区黄河路79号2栋")
+    assert answer.best is None
+    assert "金星社区" in answer.reason
+    assert [c.building_id for c in answer.candidates] == ["L1"]  # still inside 旅顺口区
+
+
+def test_district_filter_narrows_like_naming_it(dalian: AddressIndex) -> None:
+    answer = dalian.search("黄河路79号2栋", district="210212")
+    assert answer.best is not None and answer.best.building_id == "L1"
+    assert not dalian.search("沙河口区黄河路79号2栋", district="210212").candidates
+
+
+def test_a_place_name_that_starts_a_road_name_leaves_the_road_alone() -> None:
+    """A community recorded as plain 西安 must not eat the 西安 of 西安路."""
+    frame = DALIAN.assign(
+        community_name="西安", address=DALIAN["address"].str.replace("黄河", "西安")
+    )
+    answer = AddressIndex(frame).search("旅顺口区西安路79号2栋")
+    assert answer.best is not None and answer.best.building_id == "L1"
+
+
+def test_remarks_in_brackets_are_no_part_of_a_place_name() -> None:
+    frame = DALIAN.assign(district_name=DALIAN["district_name"] + "(测试)")
+    answer = AddressIndex(frame).search("旅顺口区黄河路79号2栋")
+    assert answer.best is not None and answer.best.building_id == "L1"
+
+
+@pytest.mark.parametrize(
+    ("query", "codes"),
+    [
+        ("光荣社区", ["210212001001"]),
+        ("大连市旅顺口区光荣社区", ["210212001001"]),
+        ("光荣社区居委会", ["210212001001"]),
+        ("光容社区", ["210212001001"]),  # a homophone typo
+        ("海港社区", ["210212001002"]),  # no buildings, found all the same
+        ("光荣第一网格", ["LG1"]),
+        ("光荣社区第一网格", ["LG1"]),
+        ("光荣社区 第二网格", ["LG2"]),
+        ("福民一网格", ["SG1"]),
+        ("福民社区1网格", ["SG1"]),
+    ],
+)
+def test_a_community_or_grid_is_found_by_name(
+    dalian: AddressIndex, query: str, codes: list[str]
+) -> None:
+    answer = dalian.search(query)
+    assert [u.code for u in answer.units] == codes, answer.reason
+    assert not answer.ambiguous and answer.best is None and not answer.candidates
+    unit = answer.units[0]
+    if unit.level == "community":
+        assert unit.grids == {"光荣社区": ("LG1", "LG2"), "海港社区": ()}.get(unit.name, ("SG1",))
+    else:
+        assert unit.community_code is not None and unit.community_code.endswith("001")
+
+
+def test_same_named_units_in_two_districts_are_ambiguous() -> None:
+    units = DALIAN_UNITS.assign(
+        name=["福民社区", "福民社区", "海港社区", "福民一网格", "福民一网格", "光荣第二网格"]
+    )
+    index = AddressIndex(DALIAN, units=units)
+    answer = index.search("福民社区")
+    assert answer.ambiguous and [u.district_code for u in answer.units] == ["210204", "210212"]
+    assert "name the district" in answer.reason
+    one = index.search("旅顺口区福民社区")
+    assert [u.code for u in one.units] == ["210212001001"] and not one.ambiguous
+    assert len(index.search("福民一网格").units) == 2
+
+
+def test_a_place_name_alone_is_no_building(dalian: AddressIndex) -> None:
+    answer = dalian.search("金星社区")
+    assert answer.best is None and not answer.candidates and not answer.units
+    assert "no community or grid named 金星社区" in answer.reason
+
+
+_TWO = two_district_buildings()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    row=st.integers(0, len(_TWO) - 1),
+    levels=st.sets(st.sampled_from(_PLACE_COLUMNS), min_size=1),
+    other=st.booleans(),
+    city=st.booleans(),
+    style=st.sampled_from(["exact", "numerals", "fullwidth", "noise", "variant", "typo"]),
+    seed=st.integers(0, 2**16),
+)
+def test_never_a_building_outside_the_named_places(
+    row: int, levels: set[str], other: bool, city: bool, style: str, seed: int
+) -> None:
+    """Whatever is named (the building's own places, or another district's), every
+    candidate lies inside all the named places."""
+    b = _TWO.iloc[row]
+    rng = np.random.default_rng(seed)
+    roads = {parse_address(a).road for a in _TWO["address"]}
+    text = _queries_for(b, _TWO, roads, rng, style) or b.address
+    places = {column: b[column] for column in levels}
+    if other:
+        places = {"district_name": next(d for d in _TWO["district_name"] if d != b.district_name)}
+    names = [_spoken(places[c]) for c in _PLACE_COLUMNS if c in places]
+    query = "".join([*(["大连市"] if city else []), *names, text])
+    answer = index_for("two").search(query)
+    inside = np.ones(len(_TWO), dtype=bool)
+    for column, value in places.items():
+        inside &= (_TWO[column] == value).to_numpy()
+    allowed = set(_TWO.loc[inside, "building_id"])
+    assert {c.building_id for c in answer.candidates} <= allowed, (query, answer.reason)
+
+
 # ---------------------------------------------------------------- tests: corpus
 
 
@@ -647,7 +973,7 @@ def corpus() -> list[Row]:
 def test_corpus_is_current(corpus: list[Row]) -> None:
     """Expected ids still name the same addresses; else regenerate (see module docstring)."""
     assert len(corpus) >= 300
-    assert {r.kind for r in corpus} >= {*KINDS, "partial"}
+    assert {r.kind for r in corpus} >= {*KINDS, *PLACE_KINDS, "partial"}
     for source, build in BUILDING_SETS.items():
         frame = build().set_index("building_id")["address"]
         stale = [
@@ -665,13 +991,14 @@ def test_corpus_accuracy(corpus: list[Row]) -> None:
     detail = "\n".join(f"{r.kind} {r.query} -> {best} ambiguous={amb}" for r, best, amb in misses)
     assert score.wrong_picks == 0, detail
     assert score.flagged == score.must_be_ambiguous, detail
+    assert score.nothing == score.must_be_none, detail
     assert score.accuracy >= 0.95, detail
 
 
 def test_ambiguous_candidates_are_the_right_ones(corpus: list[Row]) -> None:
     """A must-be-ambiguous answer lists buildings the query fits, best first."""
     for row in corpus:
-        if row.expected_building_id:
+        if row.expected_building_id or not row.expected_candidates:
             continue
         answer = index_for(row.source).search(row.query)
         expected = set(row.expected_candidates.split())

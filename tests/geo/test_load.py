@@ -46,6 +46,7 @@ from geo.store.queries import count_rows, district_counts, list_district_codes, 
 from geo.store.session import engine_for
 from tests.geo.test_io import wkb_nested_collection, wkb_polygon, write_raw_geoparquet
 from tests.handmade import UNIT, X0, Y0, handmade_layers, write_handmade
+from tests.neighbours import shifted
 
 CODE = "379901"
 OTHER = "379902"
@@ -79,6 +80,11 @@ def district_layers(code: str = CODE) -> dict[str, gpd.GeoDataFrame]:
     layers["district"]["code"] = code
     layers["streets"]["district_code"] = code
     return layers
+
+
+def apart(layers: dict[str, gpd.GeoDataFrame]) -> dict[str, gpd.GeoDataFrame]:
+    """OTHER's layers 0.1° north of CODE's: two stored districts never share ground."""
+    return shifted(layers, 0.0, 0.1)
 
 
 def grid_code(label: str) -> str:
@@ -590,7 +596,8 @@ def test_a_load_that_fails_at_its_last_step_lands_nothing(
 
     monkeypatch.setattr("geo.store.queries.copy_reports", broken_copy)
     before = fingerprint(loaded)
-    paths = write_handmade(tmp_path, "gpkg", **district_layers(code))
+    layers = district_layers(code)
+    paths = write_handmade(tmp_path, "gpkg", **(layers if code == CODE else apart(layers)))
     result = invoke("load", *map(str, paths), "--replace")
     assert isinstance(result.exception, RuntimeError)
     assert fingerprint(loaded) == before
@@ -643,6 +650,7 @@ def test_repair_fixes_invalid_rings_and_slivers_and_reports_each(
         ),
     )
     set_geometry(layers["grids"], 1, moved)
+    layers = apart(layers)
     paths = write_handmade(tmp_path, "gpkg", **layers)
 
     refused = invoke("load", *map(str, paths))
@@ -679,7 +687,7 @@ def test_noise_is_absorbed_without_repair_and_counted(
         ),
     )
     set_geometry(layers["grids"], 1, moved)
-    paths = write_handmade(tmp_path, "gpkg", **layers)
+    paths = write_handmade(tmp_path, "gpkg", **apart(layers))
     result = invoke("load", *map(str, paths), "--replace", "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
