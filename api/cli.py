@@ -15,6 +15,7 @@ from api.commands.lookup import lookup_command
 from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
 from api.console import database_url, out, print_json, reports_errors, settings, stages
+from geo.crs import Coordsys
 
 app = typer.Typer(
     name="gridmap",
@@ -28,13 +29,20 @@ app = typer.Typer(
 @reports_errors
 def load(
     files: list[Path] = typer.Argument(
-        ..., help="GeoPackage, or per-layer GeoJSON/GeoParquet/CSV files, or a folder of them"
+        ...,
+        help="GeoPackage, or per-layer GeoJSON/GeoParquet/Shapefile/CSV files, or a folder of them",
     ),
     replace: bool = typer.Option(False, "--replace", help="replace the district if it exists"),
     repair: bool = typer.Option(
         False, "--repair", help="fix what is safe to fix (make_valid, slivers) and report it"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate only; store nothing"),
+    coordsys: Coordsys = typer.Option(
+        Coordsys.WGS84,
+        "--coordsys",
+        help="the map the files were drawn on: gcj02 for AMap/Gaode, bd09 for Baidu "
+        "(converted to WGS 84 before validation)",
+    ),
     json_output: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Load a district that follows the data contract, in one transaction."""
@@ -49,7 +57,9 @@ def load(
     )
     with stages(json_output) as step:
         step(f"reading {', '.join(str(f) for f in files)}")
-        data = read_district(files, limits)
+        data = read_district(files, limits, coordsys=coordsys)
+        if data.converted:
+            step(f"[yellow]{data.converted}[/]")
         step(
             f"validating district {data.code} {data.name}: {len(data.grids)} grids, "
             f"{len(data.buildings):,} buildings, {len(data.reports):,} reports"
@@ -60,7 +70,15 @@ def load(
         if dry_run:
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
-                print_json({"valid": True, "district_code": data.code, "repairs": len(repairs)})
+                print_json(
+                    {
+                        "valid": True,
+                        "district_code": data.code,
+                        "repairs": len(repairs),
+                        "coordsys": data.coordsys,
+                        "converted": data.converted,
+                    }
+                )
             return
         url = database_url(config)
         with transaction(url) as session:
@@ -73,7 +91,7 @@ def load(
                 progress=step,
             )
     if json_output:
-        print_json(summary.as_dict())
+        print_json({**summary.as_dict(), "coordsys": data.coordsys, "converted": data.converted})
         return
     table = Table(title=f"Loaded district {summary.district_code} {summary.district_name}")
     table.add_column("layer")
@@ -95,6 +113,8 @@ def load(
         f"{'Replaced the stored district. ' if summary.replaced else ''}"
         f"{len(summary.repairs)} repairs. Stored in {summary.seconds:.1f} s."
     )
+    if data.converted:
+        out.print(f"Coordinates {data.converted}.", highlight=False)
 
 
 @app.command()

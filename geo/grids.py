@@ -17,12 +17,15 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from geo.crs import metric_crs_for_bounds
+from geo.crs import Coordsys, metric_crs_for_bounds
 from geo.errors import DataRefused, Problem
 from geo.io import (
+    FORMATS,
     LAYERS,
     InputLimits,
+    conversion_note,
     format_of,
+    from_coordsys,
     layer_from_stem,
     list_layers,
     read_layer,
@@ -82,6 +85,9 @@ class DistrictData:
     reports: gpd.GeoDataFrame
     roads: gpd.GeoDataFrame
     sources: dict[str, str] = field(default_factory=dict)
+    #: The system the files were drawn in (``--coordsys``), and what converting them did.
+    coordsys: Coordsys = Coordsys.WGS84
+    converted: str | None = None
 
     @property
     def code(self) -> str:
@@ -113,8 +119,17 @@ def empty_layer(name: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
 
 
-def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> DistrictData:
-    """Read the contract layers from GeoPackages, per-layer files or folders of them."""
+def read_district(
+    paths: Sequence[Path],
+    limits: InputLimits | None = None,
+    *,
+    coordsys: Coordsys = Coordsys.WGS84,
+) -> DistrictData:
+    """Read the contract layers from GeoPackages, per-layer files or folders of them.
+
+    Every layer ends in EPSG:4326; layers drawn on AMap (``coordsys=GCJ02``) or Baidu
+    (``BD09``) are converted to WGS 84 vertex by vertex, before anything is validated.
+    """
     found: dict[str, tuple[Path, str | None]] = {}
     problems: list[Problem] = []
     for path in _expand(paths):
@@ -163,27 +178,32 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
     if problems:
         raise DataRefused(problems=problems)
     layers: dict[str, gpd.GeoDataFrame] = {}
+    vertices = 0
     for name in LAYERS:
         if name not in found:
             layers[name] = empty_layer(name)
             continue
         source, gpkg_layer = found[name]
         frame = read_layer(source, gpkg_layer, limits)
-        layers[name] = reproject_layer(frame, file=str(source), layer=name)
-    return DistrictData(**layers, sources={k: str(v[0]) for k, v in found.items()})
+        frame = reproject_layer(frame, file=str(source), layer=name)
+        layers[name], moved = from_coordsys(frame, coordsys)
+        vertices += moved
+    return DistrictData(
+        **layers,
+        sources={k: str(v[0]) for k, v in found.items()},
+        coordsys=coordsys,
+        converted=conversion_note(coordsys, vertices),
+    )
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES))
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS))
         else:
             out.append(path)
     return out
-
-
-_SUFFIXES = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".csv"}
 
 
 # --- validation ---------------------------------------------------------------------------
