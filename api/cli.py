@@ -14,7 +14,15 @@ from api.commands.demo import demo_command
 from api.commands.lookup import lookup_command
 from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
-from api.console import database_url, out, print_json, reports_errors, settings, stages
+from api.console import (
+    database_url,
+    input_limits,
+    out,
+    print_json,
+    reports_errors,
+    settings,
+    stages,
+)
 from geo.crs import Coordsys
 
 app = typer.Typer(
@@ -47,14 +55,11 @@ def load(
 ) -> None:
     """Load a district that follows the data contract, in one transaction."""
     from geo.grids import read_district, validate_district
-    from geo.io import InputLimits
     from geo.store.queries import store_district
     from geo.store.session import transaction
 
     config = settings()
-    limits = InputLimits(
-        config.max_file_bytes, config.max_vertices_per_feature, config.max_nesting_depth
-    )
+    limits = input_limits(config)
     with stages(json_output) as step:
         step(f"reading {', '.join(str(f) for f in files)}")
         data = read_district(files, limits, coordsys=coordsys)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
 import pyproj
@@ -43,7 +42,10 @@ WGS84 = pyproj.CRS.from_epsg(4326)
 _CGCS2000_EPSG = 4490
 
 FloatArray = npt.NDArray[np.float64]
-GeoT = TypeVar("GeoT", gpd.GeoDataFrame, gpd.GeoSeries)
+if TYPE_CHECKING:  # geopandas costs half a second: the CLI imports Coordsys without it
+    import geopandas as gpd
+
+GeoT = TypeVar("GeoT", "gpd.GeoDataFrame", "gpd.GeoSeries")
 
 
 def metric_crs_for(lon: float, lat: float) -> pyproj.CRS:
@@ -98,6 +100,8 @@ def to_metric(
     Accepts a GeoDataFrame/GeoSeries (any CRS; CGCS2000 counts as WGS 84) or an array of
     shapely geometries in EPSG:4326. Returns the projected data and the CRS used.
     """
+    import geopandas as gpd
+
     if isinstance(data, gpd.GeoDataFrame | gpd.GeoSeries):
         lonlat = to_wgs84(data)
         target = crs or metric_crs_for_bounds(tuple(lonlat.total_bounds))

@@ -157,8 +157,9 @@ def read_district(
                     Problem(
                         f"cannot tell which layer {path.name!r} holds",
                         file=str(path),
-                        fix="name per-layer files after their layer: "
-                        + ", ".join(f"{n}.geojson" for n in LAYERS),
+                        fix="name per-layer files after their layer ("
+                        + ", ".join(LAYERS)
+                        + "), e.g. grids.geojson, grids.shp or shahekou_grids.parquet",
                     )
                 )
                 continue

@@ -16,7 +16,9 @@ import io
 import json
 import os
 import struct
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,8 @@ def list_layers(path: Path, limits: InputLimits | None = None) -> list[str]:
     if fmt != "gpkg":
         return [layer_from_stem(path)]
     try:
-        return [str(name) for name, _ in pyogrio.list_layers(path)]
+        with _gdal_warnings_silenced():
+            return [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError, OSError, ... for corrupt files
         raise DataRefused(problems=[unreadable(path, exc)]) from exc
 
@@ -263,6 +266,15 @@ def _missing_shapefile_part(path: Path) -> Problem | None:
             fix="copy the .dbf (and .prj, .cpg) that came with the .shp into the same folder",
         )
     return None
+
+
+@contextmanager
+def _gdal_warnings_silenced() -> Iterator[None]:
+    """GDAL's read warnings ("bad application_id") are its words, not a planner's: a file
+    that cannot be read is refused in a sentence, one that can is read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def unreadable(path: Path, exc: BaseException, layer: str | None = None) -> Problem:
@@ -413,7 +425,8 @@ def _read_ogr_raw(
     path: Path, layer: str | None, layer_name: str
 ) -> tuple[pd.DataFrame, np.ndarray, Any]:
     if layer is not None:
-        available = [str(name) for name, _ in pyogrio.list_layers(path)]
+        with _gdal_warnings_silenced():
+            available = [str(name) for name, _ in pyogrio.list_layers(path)]
         if layer not in available:
             raise DataRefused(
                 problems=[
@@ -428,9 +441,10 @@ def _read_ogr_raw(
     shapefile = FORMATS.get(path.suffix.lower()) == "shapefile"
     # A Shapefile is read as Latin-1, which maps bytes to characters one to one: its strings
     # are then decoded here, where the encoding can be chosen from the bytes themselves.
-    meta, _, wkb, field_data = pyogrio.raw.read(
-        path, layer=layer, datetime_as_string=True, encoding="latin1" if shapefile else None
-    )
+    with _gdal_warnings_silenced():
+        meta, _, wkb, field_data = pyogrio.raw.read(
+            path, layer=layer, datetime_as_string=True, encoding="latin1" if shapefile else None
+        )
     names = [str(name) for name in meta["fields"]]
     if shapefile:
         names, field_data = decode_shapefile_text(path, layer_name, names, field_data)
