@@ -1244,8 +1244,11 @@ def assign_files(
     geometry is EPSG:4326 (a GeoParquet in lon/lat is passed through byte for byte).
     ``progress(done, total)`` is called as chunks of points finish.
     """
+    from geo.io import refuse_shapefile_output
+
     grids_path, points_path, out_path = Path(grids_path), Path(points_path), Path(out_path)
     _suffix(out_path, "out")
+    refuse_shapefile_output(out_path, out_layer)
     snap_m = _check_snap(snap_m)
     t0 = time.perf_counter()
     limits = limits or InputLimits()

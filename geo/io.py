@@ -997,8 +997,25 @@ def write_csv(table: pd.DataFrame | pa.Table, path: Path) -> None:
             table.to_csv(handle, index=False, encoding="utf-8")
 
 
+def refuse_shapefile_output(path: Path, layer: str | None = None) -> None:
+    """gridmap reads Shapefiles but never writes one: it would cut ``community_code``."""
+    if format_of(path) == "shapefile":
+        raise DataRefused(
+            problems=[
+                Problem(
+                    "gridmap does not write Shapefiles: their 10-character field names would "
+                    "cut community_code and nearest_grid_code",
+                    file=str(path),
+                    layer=layer,
+                    fix="write .gpkg (QGIS and ArcGIS open it), .geojson, .parquet or .csv",
+                )
+            ]
+        )
+
+
 def write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
     """Write one layer; GeoPackages gain a layer, other formats get one file per layer."""
+    refuse_shapefile_output(path, layer)
     fmt = format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "gpkg":

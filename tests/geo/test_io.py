@@ -915,6 +915,16 @@ def test_export_writes_csv_that_excel_reads(tmp_path: Path) -> None:
     assert again.buildings["address"].tolist() == data.buildings["address"].tolist()
 
 
+def test_shapefiles_are_read_but_never_written(tmp_path: Path) -> None:
+    data, _ = validate_district(read_district(write_handmade(tmp_path / "in")))
+    with pytest.raises(DataRefused) as info:
+        write_district_layers(data, tmp_path / "out" / "d.shp")
+    assert "10-character field names" in info.value.problems[0].reason
+    with pytest.raises(DataRefused):
+        assign_files(_assign_grids(tmp_path), tmp_path / "in" / "handmade.gpkg", tmp_path / "o.shp")
+    assert not list(tmp_path.glob("**/*.shp"))
+
+
 def test_csv_refuses_polygons(tmp_path: Path) -> None:
     with pytest.raises(DataRefused) as info:
         write_layer(handmade_layers()["grids"], tmp_path / "grids.csv", "grids")
