@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,20 @@ import shapely
 
 from geo.crs import WGS84, is_wgs84_like, metric_crs_for_bounds
 from geo.errors import DataRefused, InvalidGeometry, InvalidInput
-from geo.io import InputLimits
+from geo.io import (
+    InputLimits,
+    check_file,
+    degrees_in_projected_crs,
+    guard_refusal,
+    layer_from_stem,
+    list_layers,
+    read_csv_bytes,
+    read_layer,
+    refuse_shapefile_output,
+    reproject_layer,
+    unreadable,
+    write_csv,
+)
 
 __all__ = [
     "AssignSummary",
@@ -983,8 +997,6 @@ def _pick_layer(
     path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
 ) -> str | None:
     """GeoPackage layer: the one named, the only one, or the first preferred name present."""
-    from geo.io import list_layers
-
     if layer is not None or path.suffix.lower() != ".gpkg":
         return layer
     names = list_layers(path, limits)
@@ -1004,8 +1016,6 @@ def _read_layer_wgs84(
     path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
 ) -> gpd.GeoDataFrame:
     """One layer through ``geo.io``: size, nesting, vertex, encoding and CRS guards, EPSG:4326."""
-    from geo.io import layer_from_stem, read_layer, reproject_layer
-
     name = _pick_layer(path, preferred, layer, limits)
     frame = read_layer(path, name, limits)
     return reproject_layer(frame, file=str(path), layer=name or layer_from_stem(path))
@@ -1048,12 +1058,8 @@ def _read_points_csv(path: Path) -> _PointsIn:
 
     UTF-8 (with or without BOM), GBK and GB18030 are told apart by ``geo.io``.
     """
-    import io
-
-    from geo.io import read_csv_bytes
-
     data, _ = read_csv_bytes(path, "points")
-    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, engine="pyarrow")
+    frame = pd.read_csv(BytesIO(data), dtype=str, keep_default_na=False, engine="pyarrow")
     missing = [c for c in ("lon", "lat") if c not in frame.columns]
     if missing:
         raise InvalidInput(
@@ -1086,8 +1092,6 @@ def _read_points_parquet(path: Path, limits: InputLimits) -> _PointsIn:
     points), as every geometry gridmap reads does.
     """
     import pyarrow.parquet as pq
-
-    from geo.io import check_file, degrees_in_projected_crs, guard_refusal, unreadable
 
     check_file(path, limits)
     try:
@@ -1197,8 +1201,6 @@ def _write_csv(frame: pd.DataFrame, out_path: Path) -> None:
     """Arrow's CSV writer (fast for a million rows), UTF-8 with the BOM Excel needs."""
     import pyarrow as pa
 
-    from geo.io import write_csv
-
     write_csv(pa.Table.from_pandas(frame, preserve_index=False), out_path)
 
 
@@ -1244,8 +1246,6 @@ def assign_files(
     geometry is EPSG:4326 (a GeoParquet in lon/lat is passed through byte for byte).
     ``progress(done, total)`` is called as chunks of points finish.
     """
-    from geo.io import refuse_shapefile_output
-
     grids_path, points_path, out_path = Path(grids_path), Path(points_path), Path(out_path)
     _suffix(out_path, "out")
     refuse_shapefile_output(out_path, out_layer)

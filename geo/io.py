@@ -181,7 +181,7 @@ def check_file(path: Path, limits: InputLimits) -> None:
 
 # --- what a file really is ------------------------------------------------------------------
 
-_SNIFF_BYTES = 64
+_SNIFF_BYTES = 4096  # enough to see past the whitespace some tools put before JSON
 _BINARY_FORMATS = ("gpkg", "parquet", "shapefile", "zip")
 _LOOKS_LIKE = {
     "gpkg": "a GeoPackage (SQLite database)",
