@@ -132,6 +132,9 @@ test)
   if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium # for the tests marked `browser`
   fi
+  if [ ! -x /usr/bin/ogr2ogr ]; then
+    apt_install gdal-bin # ogr2ogr writes the Shapefiles and reprojected files tests read
+  fi
   exec .venv/bin/python -m pytest "$@"
   ;;
 *) usage ;;

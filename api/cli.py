@@ -15,7 +15,16 @@ from api.commands.demo import demo_command
 from api.commands.lookup import lookup_command
 from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
-from api.console import database_url, out, print_json, reports_errors, settings, stages
+from api.console import (
+    database_url,
+    input_limits,
+    out,
+    print_json,
+    reports_errors,
+    settings,
+    stages,
+)
+from geo.crs import Coordsys
 from geo.precision import DEFAULT_REPAIR_WIDTH_M
 
 app = typer.Typer(
@@ -30,7 +39,8 @@ app = typer.Typer(
 @reports_errors
 def load(
     files: list[Path] = typer.Argument(
-        ..., help="GeoPackage, or per-layer GeoJSON/GeoParquet/CSV files, or a folder of them"
+        ...,
+        help="GeoPackage, or per-layer GeoJSON/GeoParquet/Shapefile/CSV files, or a folder of them",
     ),
     replace: bool = typer.Option(
         False,
@@ -57,6 +67,12 @@ def load(
         help="validate only; store nothing (still needs the database: one read-only "
         "transaction checks the code and the outline against the stored districts)",
     ),
+    coordsys: Coordsys = typer.Option(
+        Coordsys.WGS84,
+        "--coordsys",
+        help="the map the files were drawn on: gcj02 for AMap/Gaode, bd09 for Baidu "
+        "(converted to WGS 84 before validation)",
+    ),
     json_output: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Load a district that follows the data contract, in one transaction.
@@ -65,17 +81,16 @@ def load(
     GRIDMAP_TOLERANCE_M is refused, naming both and the shared area in m².
     """
     from geo.grids import read_district, validate_district
-    from geo.io import InputLimits
     from geo.store.queries import check_district_fits, store_district
     from geo.store.session import transaction
 
     config = settings()
-    limits = InputLimits(
-        config.max_file_bytes, config.max_vertices_per_feature, config.max_nesting_depth
-    )
+    limits = input_limits(config)
     with stages(json_output) as step:
         step(f"reading {', '.join(str(f) for f in files)}")
-        data = read_district(files, limits)
+        data = read_district(files, limits, coordsys=coordsys)
+        if data.converted:
+            step(f"[yellow]{data.converted}[/]")
         step(
             f"validating district {data.code} {data.name}: {len(data.grids)} grids, "
             f"{len(data.buildings):,} buildings, {len(data.reports):,} reports"
@@ -107,6 +122,8 @@ def load(
                         "district_code": data.code,
                         "repairs": len(repairs),
                         "noding": asdict(data.noding) if data.noding else None,
+                        "coordsys": data.coordsys,
+                        "converted": data.converted,
                     }
                 )
             return
@@ -121,7 +138,7 @@ def load(
                 tolerance_m=config.tolerance_m,
             )
     if json_output:
-        print_json(summary.as_dict())
+        print_json({**summary.as_dict(), "coordsys": data.coordsys, "converted": data.converted})
         return
     table = Table(title=f"Loaded district {summary.district_code} {summary.district_name}")
     table.add_column("layer")
@@ -143,6 +160,8 @@ def load(
         f"{'Replaced the stored district. ' if summary.replaced else ''}"
         f"{len(summary.repairs)} repairs. Stored in {summary.seconds:.1f} s."
     )
+    if data.converted:
+        out.print(f"Coordinates {data.converted}.", highlight=False)
     if summary.noding is not None:
         out.print(
             f"Noded in {summary.noding['drawn_in']}: {summary.noding['vertices_moved']:,} "

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geo.crs import Coordsys
+
 
 class LookupResult(BaseModel):
     """Which grid owns a point (``grid_code``, ``district_code`` and ``plan_id`` null when none
@@ -14,7 +16,7 @@ class LookupResult(BaseModel):
 
     lon: float = Field(description="longitude used for the lookup (WGS 84)")
     lat: float = Field(description="latitude used for the lookup (WGS 84)")
-    coordsys: str = Field(description="coordinate system of the input")
+    coordsys: Coordsys = Field(description="coordinate system of the input")
     converted: str | None = Field(None, description="set when the input was converted")
     grid_code: str | None
     grid_name: str | None
@@ -100,7 +102,7 @@ class ReportIn(BaseModel):
     description: str | None = Field(None, max_length=4000)
     reported_at: datetime | None = None
     report_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    coordsys: Literal["wgs84", "cgcs2000", "gcj02"] = "wgs84"
+    coordsys: Coordsys = Coordsys.WGS84
 
 
 class ReportOut(BaseModel):

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,21 @@ import pyproj
 import shapely
 
 from geo.crs import WGS84, is_wgs84_like, metric_crs_for_bounds
-from geo.errors import InvalidGeometry, InvalidInput
+from geo.errors import DataRefused, InvalidGeometry, InvalidInput
+from geo.io import (
+    InputLimits,
+    check_file,
+    degrees_in_projected_crs,
+    guard_refusal,
+    layer_from_stem,
+    list_layers,
+    read_csv_bytes,
+    read_layer,
+    refuse_shapefile_output,
+    reproject_layer,
+    unreadable,
+    write_csv,
+)
 
 __all__ = [
     "AssignSummary",
@@ -963,7 +978,7 @@ class AssignSummary:
         return asdict(self)
 
 
-_SPATIAL = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet"}
+_SPATIAL = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".shp"}
 _SUPPORTED = (*sorted(_SPATIAL), ".csv")
 
 
@@ -978,13 +993,13 @@ def _suffix(path: Path, what: str) -> str:
     return suffix
 
 
-def _pick_layer(path: Path, preferred: tuple[str, ...], layer: str | None) -> str | None:
+def _pick_layer(
+    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
+) -> str | None:
     """GeoPackage layer: the one named, the only one, or the first preferred name present."""
     if layer is not None or path.suffix.lower() != ".gpkg":
         return layer
-    import pyogrio
-
-    names = [str(row[0]) for row in pyogrio.list_layers(path)]
+    names = list_layers(path, limits)
     if len(names) == 1:
         return names[0]
     for name in preferred:
@@ -997,24 +1012,21 @@ def _pick_layer(path: Path, preferred: tuple[str, ...], layer: str | None) -> st
     )
 
 
-def _read_spatial(path: Path, layer: str | None) -> gpd.GeoDataFrame:
-    """Read a GeoPackage/GeoJSON/GeoParquet layer as a GeoDataFrame (CRS as declared)."""
-    if path.suffix.lower() in (".parquet", ".geoparquet"):
-        return gpd.read_parquet(path)
-    return gpd.read_file(path, layer=layer, engine="pyogrio", use_arrow=True)
+def _read_layer_wgs84(
+    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
+) -> gpd.GeoDataFrame:
+    """One layer through ``geo.io``: size, nesting, vertex, encoding and CRS guards, EPSG:4326."""
+    name = _pick_layer(path, preferred, layer, limits)
+    frame = read_layer(path, name, limits)
+    return reproject_layer(frame, file=str(path), layer=name or layer_from_stem(path))
 
 
-def _read_grids(path: Path, layer: str | None) -> gpd.GeoDataFrame:
-    """Grids through ``geo.io`` (size, nesting, vertex and CRS guards), in EPSG:4326."""
-    from geo.io import layer_from_stem, read_layer, reproject_layer
-
+def _read_grids(path: Path, layer: str | None, limits: InputLimits) -> gpd.GeoDataFrame:
     if _suffix(path, "grids") == ".csv":
         raise InvalidInput("grids must be polygons, not a CSV", field="grids")
     if not path.exists():
         raise InvalidInput(f"{path} does not exist", field="grids")
-    layer = _pick_layer(path, ("grids",), layer)
-    frame = read_layer(path, layer)
-    return reproject_layer(frame, file=str(path), layer=layer or layer_from_stem(path))
+    return _read_layer_wgs84(path, ("grids",), layer, limits)
 
 
 @dataclass
@@ -1028,24 +1040,26 @@ class _PointsIn:
     geo_meta: bytes | None = None
 
 
-def _read_points(path: Path, layer: str | None) -> _PointsIn:
+def _read_points(path: Path, layer: str | None, limits: InputLimits) -> _PointsIn:
     if not path.exists():
         raise InvalidInput(f"{path} does not exist", field="points")
     suffix = _suffix(path, "points")
     if suffix == ".csv":
         return _read_points_csv(path)
     if suffix in (".parquet", ".geoparquet"):
-        return _read_points_parquet(path)
-    gdf = _as_wgs84(
-        _read_spatial(path, _pick_layer(path, ("buildings", "reports"), layer)), "points"
-    )
+        return _read_points_parquet(path, limits)
+    gdf = _read_layer_wgs84(path, ("buildings", "reports"), layer, limits)
     x, y = _point_xy(gdf, "points")
     return _PointsIn(x, y, frame=gdf)
 
 
 def _read_points_csv(path: Path) -> _PointsIn:
-    """CSV with ``lon``/``lat`` in EPSG:4326; every other column kept as text (leading zeros)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, engine="pyarrow")
+    """CSV with ``lon``/``lat`` in EPSG:4326; every other column kept as text (leading zeros).
+
+    UTF-8 (with or without BOM), GBK and GB18030 are told apart by ``geo.io``.
+    """
+    data, _ = read_csv_bytes(path, "points")
+    frame = pd.read_csv(BytesIO(data), dtype=str, keep_default_na=False, engine="pyarrow")
     missing = [c for c in ("lon", "lat") if c not in frame.columns]
     if missing:
         raise InvalidInput(
@@ -1071,25 +1085,39 @@ def _geoparquet_meta(schema: Any) -> tuple[dict[str, Any], bytes | None]:
     return json.loads(raw), raw
 
 
-def _read_points_parquet(path: Path) -> _PointsIn:
-    """GeoParquet points via pyarrow: x/y straight from the WKB bytes, geometry kept as is."""
+def _read_points_parquet(path: Path, limits: InputLimits) -> _PointsIn:
+    """GeoParquet points via pyarrow: x/y straight from the WKB bytes, geometry kept as is.
+
+    The WKB goes through ``geo.io.check_wkb`` first (in bulk over Arrow's buffers for plain
+    points), as every geometry gridmap reads does.
+    """
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    check_file(path, limits)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for damaged files
+        raise DataRefused(problems=[unreadable(path, exc, "points")]) from exc
     meta, raw = _geoparquet_meta(table.schema)
     column = meta.get("primary_column", "geometry")
     col_meta = meta.get("columns", {}).get(column, {})
     # GeoParquet: a missing "crs" means OGC:CRS84; an explicit null means unknown.
     crs_json = col_meta.get("crs", "OGC:CRS84")
-    x, y = _xy_from_arrow(table.column(column), col_meta.get("encoding", "WKB"))
+    encoding = col_meta.get("encoding", "WKB")
+    if encoding.upper() == "WKB":
+        guard_refusal(table.column(column), limits, table.drop_columns([column]), path, "points")
+    x, y = _xy_from_arrow(table.column(column), encoding)
     keep_geometry = True
+    bounds = (np.min(x), np.min(y), np.max(x), np.max(y)) if len(x) else None
     if crs_json is None:
-        if len(x) and not _plausible_lonlat((np.min(x), np.min(y), np.max(x), np.max(y))):
+        if bounds is not None and not _plausible_lonlat(bounds):
             raise InvalidInput(
                 "points declare no CRS and are not longitude/latitude", field="points"
             )
     else:
         crs = pyproj.CRS.from_user_input(crs_json)
+        if crs.is_projected and bounds is not None and _plausible_lonlat(bounds):
+            raise DataRefused(problems=[degrees_in_projected_crs(bounds, crs, str(path), "points")])
         if not is_wgs84_like(crs):
             to_wgs = pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
             x, y = (np.asarray(v, dtype=np.float64) for v in to_wgs.transform(x, y))
@@ -1170,11 +1198,10 @@ def _write_points(
 
 
 def _write_csv(frame: pd.DataFrame, out_path: Path) -> None:
+    """Arrow's CSV writer (fast for a million rows), UTF-8 with the BOM Excel needs."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    pacsv.write_csv(table, out_path)
+    write_csv(pa.Table.from_pandas(frame, preserve_index=False), out_path)
 
 
 def _write_parquet_passthrough(
@@ -1207,21 +1234,26 @@ def assign_files(
     grids_layer: str | None = None,
     points_layer: str | None = None,
     out_layer: str | None = None,
+    limits: InputLimits | None = None,
 ) -> AssignSummary:
     """Assign every point of a file to the grids of another, without a database.
 
-    Formats follow extensions: .gpkg, .geojson/.json, .parquet (GeoParquet), .csv (points
-    only, ``lon``/``lat`` columns in EPSG:4326). Declared CRSs are reprojected to EPSG:4326.
+    Formats follow extensions: .gpkg, .geojson/.json, .parquet (GeoParquet), .shp, .csv
+    (points only, ``lon``/``lat`` columns in EPSG:4326, UTF-8 or GBK/GB18030; written as
+    UTF-8 with a BOM). Declared CRSs are reprojected to EPSG:4326; ``limits`` are the
+    hostile-input caps every geometry read is checked against.
     The output holds every input row with all its columns plus the assignment columns; its
     geometry is EPSG:4326 (a GeoParquet in lon/lat is passed through byte for byte).
     ``progress(done, total)`` is called as chunks of points finish.
     """
     grids_path, points_path, out_path = Path(grids_path), Path(points_path), Path(out_path)
     _suffix(out_path, "out")
+    refuse_shapefile_output(out_path, out_layer)
     snap_m = _check_snap(snap_m)
     t0 = time.perf_counter()
-    grids = _read_grids(grids_path, grids_layer)
-    points = _read_points(points_path, points_layer)
+    limits = limits or InputLimits()
+    grids = _read_grids(grids_path, grids_layer, limits)
+    points = _read_points(points_path, points_layer, limits)
     t1 = time.perf_counter()
     index = GridIndex.from_frame(grids)
     t2 = time.perf_counter()

@@ -1,18 +1,20 @@
-"""Coordinate systems: which metric CRS to measure in, and the GCJ-02 offset of Chinese maps.
+"""Coordinate systems: which metric CRS to measure in, and the offsets of Chinese web maps.
 
 Lengths and areas are never measured in degrees; ``metric_crs_for`` picks the UTM zone of
 a place (EPSG:32651 for Dalian). CGCS2000 (EPSG:4490) is within centimetres to decimetres of
 WGS 84 at city scale, so gridmap treats it as EPSG:4326 instead of asking PROJ for a
 transformation that would be a no-op anyway. GCJ-02 is the deliberately offset system of
-AMap and most commercial Chinese basemaps: points copied from them are hundreds of metres
-off until converted.
+AMap and most commercial Chinese basemaps, and BD-09 is Baidu's further offset of GCJ-02:
+points copied from them are hundreds of metres off until converted. ``Coordsys`` is the one
+list of these systems that the CLI, the API and the maps share.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
 
-import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
 import pyproj
@@ -20,6 +22,10 @@ import shapely
 
 __all__ = [
     "WGS84",
+    "Coordsys",
+    "bd09_to_gcj02",
+    "bd09_to_wgs84",
+    "gcj02_to_bd09",
     "gcj02_to_wgs84",
     "is_wgs84_like",
     "metric_crs_for",
@@ -27,6 +33,7 @@ __all__ = [
     "outside_china",
     "to_metric",
     "to_wgs84",
+    "wgs84_to_bd09",
     "wgs84_to_gcj02",
 ]
 
@@ -35,7 +42,10 @@ WGS84 = pyproj.CRS.from_epsg(4326)
 _CGCS2000_EPSG = 4490
 
 FloatArray = npt.NDArray[np.float64]
-GeoT = TypeVar("GeoT", gpd.GeoDataFrame, gpd.GeoSeries)
+if TYPE_CHECKING:  # geopandas costs half a second: the CLI imports Coordsys without it
+    import geopandas as gpd
+
+GeoT = TypeVar("GeoT", "gpd.GeoDataFrame", "gpd.GeoSeries")
 
 
 def metric_crs_for(lon: float, lat: float) -> pyproj.CRS:
@@ -90,6 +100,8 @@ def to_metric(
     Accepts a GeoDataFrame/GeoSeries (any CRS; CGCS2000 counts as WGS 84) or an array of
     shapely geometries in EPSG:4326. Returns the projected data and the CRS used.
     """
+    import geopandas as gpd
+
     if isinstance(data, gpd.GeoDataFrame | gpd.GeoSeries):
         lonlat = to_wgs84(data)
         target = crs or metric_crs_for_bounds(tuple(lonlat.total_bounds))
@@ -177,3 +189,132 @@ def gcj02_to_wgs84(
     out_lon[inside] = w_lon
     out_lat[inside] = w_lat
     return out_lon, out_lat
+
+
+# --- BD-09 ----------------------------------------------------------------------------------
+# Baidu's published formulae: GCJ-02 rotated and scaled by small trigonometric terms, then
+# shifted by (0.0065, 0.006) degrees. Applied everywhere (Baidu has no "outside China" box).
+_BD_X_PI = np.pi * 3000.0 / 180.0
+_BD_DLON = 0.0065
+_BD_DLAT = 0.006
+
+
+def gcj02_to_bd09(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Offset GCJ-02 lon/lat to BD-09 (Baidu's forward formula, exact)."""
+    x, y = _as_float_arrays(lon, lat)
+    z = np.hypot(x, y) + 0.00002 * np.sin(y * _BD_X_PI)
+    theta = np.arctan2(y, x) + 0.000003 * np.cos(x * _BD_X_PI)
+    return z * np.cos(theta) + _BD_DLON, z * np.sin(theta) + _BD_DLAT
+
+
+def _bd09_to_gcj02_approx(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The published one-step inverse: right to about 1e-6 degrees (decimetres)."""
+    x, y = lon - _BD_DLON, lat - _BD_DLAT
+    z = np.hypot(x, y) - 0.00002 * np.sin(y * _BD_X_PI)
+    theta = np.arctan2(y, x) - 0.000003 * np.cos(x * _BD_X_PI)
+    return z * np.cos(theta), z * np.sin(theta)
+
+
+def bd09_to_gcj02(
+    lon: npt.ArrayLike, lat: npt.ArrayLike, tolerance_deg: float = 1e-12, max_iter: int = 30
+) -> tuple[FloatArray, FloatArray]:
+    """Invert the BD-09 offset: the published approximation, refined by fixed-point iteration.
+
+    The published inverse alone is off by up to a decimetre; iterating
+    ``gcj += bd - gcj02_to_bd09(gcj)`` makes ``gcj02_to_bd09(bd09_to_gcj02(p)) == p`` to
+    within ``tolerance_deg``, as ``gcj02_to_wgs84`` does for GCJ-02.
+    """
+    bd_lon, bd_lat = _as_float_arrays(lon, lat)
+    finite = np.isfinite(bd_lon) & np.isfinite(bd_lat)
+    out_lon, out_lat = bd_lon.copy(), bd_lat.copy()
+    b_lon, b_lat = bd_lon[finite], bd_lat[finite]
+    g_lon, g_lat = _bd09_to_gcj02_approx(b_lon, b_lat)
+    for _ in range(max_iter):
+        f_lon, f_lat = gcj02_to_bd09(g_lon, g_lat)
+        d_lon, d_lat = b_lon - f_lon, b_lat - f_lat
+        g_lon, g_lat = g_lon + d_lon, g_lat + d_lat
+        if d_lon.size == 0 or float(max(np.abs(d_lon).max(), np.abs(d_lat).max())) < tolerance_deg:
+            break
+    out_lon[finite] = g_lon
+    out_lat[finite] = g_lat
+    return out_lon, out_lat
+
+
+def wgs84_to_bd09(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """WGS 84 to BD-09 (for comparing with points taken from Baidu maps)."""
+    return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
+
+
+def bd09_to_wgs84(lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Points copied from Baidu maps to WGS 84: BD-09 to GCJ-02 to WGS 84, both inverted."""
+    return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
+
+
+# --- the coordinate systems callers name ------------------------------------------------------
+
+
+class Coordsys(StrEnum):
+    """The lon/lat systems a point or a file can come in; the one list every path accepts.
+
+    ``wgs84`` (GPS, Tianditu) and ``cgcs2000`` (China's datum) are stored as they are;
+    ``gcj02`` (AMap/Gaode, Tencent) and ``bd09`` (Baidu) are converted vertex by vertex.
+    """
+
+    WGS84 = "wgs84"
+    CGCS2000 = "cgcs2000"
+    GCJ02 = "gcj02"
+    BD09 = "bd09"
+
+    @property
+    def label(self) -> str:
+        """How summaries and answers name it."""
+        return _COORDSYS_LABELS[self]
+
+    @property
+    def is_offset(self) -> bool:
+        """True for the deliberately offset systems that must be converted."""
+        return self in (Coordsys.GCJ02, Coordsys.BD09)
+
+    def to_wgs84(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Lon/lat in this system to WGS 84."""
+        if self is Coordsys.GCJ02:
+            return gcj02_to_wgs84(lon, lat)
+        if self is Coordsys.BD09:
+            return bd09_to_wgs84(lon, lat)
+        return _as_float_arrays(lon, lat)
+
+    def from_wgs84(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """WGS 84 lon/lat to this system (to draw on its tiles)."""
+        if self is Coordsys.GCJ02:
+            return wgs84_to_gcj02(lon, lat)
+        if self is Coordsys.BD09:
+            return wgs84_to_bd09(lon, lat)
+        return _as_float_arrays(lon, lat)
+
+    def geometries_to_wgs84(self, geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
+        """Every vertex of lon/lat geometries to WGS 84 (shared vertices stay shared)."""
+        return _transform(np.asarray(geoms, dtype=object), self.to_wgs84)
+
+    def geometries_from_wgs84(self, geoms: npt.ArrayLike) -> npt.NDArray[np.object_]:
+        """Every vertex of WGS 84 geometries to this system."""
+        return _transform(np.asarray(geoms, dtype=object), self.from_wgs84)
+
+
+_COORDSYS_LABELS = {
+    Coordsys.WGS84: "WGS 84",
+    Coordsys.CGCS2000: "CGCS2000",
+    Coordsys.GCJ02: "GCJ-02 (AMap/Gaode)",
+    Coordsys.BD09: "BD-09 (Baidu)",
+}
+
+
+def _transform(
+    geoms: npt.NDArray[np.object_],
+    convert: Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]],
+) -> npt.NDArray[np.object_]:
+    if len(geoms) == 0:
+        return geoms
+    result: npt.NDArray[np.object_] = shapely.transform(
+        geoms, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1]))
+    )
+    return result

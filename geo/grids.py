@@ -17,12 +17,15 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from geo.crs import metric_crs_for_bounds
+from geo.crs import Coordsys, metric_crs_for_bounds
 from geo.errors import DataRefused, Problem
 from geo.io import (
+    FORMATS,
     LAYERS,
     InputLimits,
+    conversion_note,
     format_of,
+    from_coordsys,
     layer_from_stem,
     list_layers,
     read_layer,
@@ -91,6 +94,9 @@ class DistrictData:
     declared_crs: dict[str, CRS | None] = field(default_factory=dict)
     #: What noding did at validation (None until validated).
     noding: NodingReport | None = None
+    #: The system the files were drawn in (``--coordsys``), and what converting them did.
+    coordsys: Coordsys = Coordsys.WGS84
+    converted: str | None = None
 
     @property
     def code(self) -> str:
@@ -122,8 +128,17 @@ def empty_layer(name: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
 
 
-def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> DistrictData:
-    """Read the contract layers from GeoPackages, per-layer files or folders of them."""
+def read_district(
+    paths: Sequence[Path],
+    limits: InputLimits | None = None,
+    *,
+    coordsys: Coordsys = Coordsys.WGS84,
+) -> DistrictData:
+    """Read the contract layers from GeoPackages, per-layer files or folders of them.
+
+    Every layer ends in EPSG:4326; layers drawn on AMap (``coordsys=GCJ02``) or Baidu
+    (``BD09``) are converted to WGS 84 vertex by vertex, before anything is validated.
+    """
     found: dict[str, tuple[Path, str | None]] = {}
     problems: list[Problem] = []
     for path in _expand(paths):
@@ -151,8 +166,9 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
                     Problem(
                         f"cannot tell which layer {path.name!r} holds",
                         file=str(path),
-                        fix="name per-layer files after their layer: "
-                        + ", ".join(f"{n}.geojson" for n in LAYERS),
+                        fix="name per-layer files after their layer ("
+                        + ", ".join(LAYERS)
+                        + "), e.g. grids.geojson, grids.shp or shahekou_grids.parquet",
                     )
                 )
                 continue
@@ -173,6 +189,7 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
         raise DataRefused(problems=problems)
     layers: dict[str, gpd.GeoDataFrame] = {}
     declared: dict[str, CRS | None] = {}
+    vertices = 0
     for name in LAYERS:
         if name not in found:
             layers[name] = empty_layer(name)
@@ -180,9 +197,15 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
         source, gpkg_layer = found[name]
         frame = read_layer(source, gpkg_layer, limits)
         declared[name] = None if frame.crs is None else CRS.from_user_input(frame.crs)
-        layers[name] = reproject_layer(frame, file=str(source), layer=name)
+        frame = reproject_layer(frame, file=str(source), layer=name)
+        layers[name], moved = from_coordsys(frame, coordsys)
+        vertices += moved
     return DistrictData(
-        **layers, sources={k: str(v[0]) for k, v in found.items()}, declared_crs=declared
+        **layers,
+        sources={k: str(v[0]) for k, v in found.items()},
+        declared_crs=declared,
+        coordsys=coordsys,
+        converted=conversion_note(coordsys, vertices),
     )
 
 
@@ -190,13 +213,10 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in _SUFFIXES))
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS))
         else:
             out.append(path)
     return out
-
-
-_SUFFIXES = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".csv"}
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -2,21 +2,30 @@
 
 Geometries arrive as WKB and are walked here *before* shapely parses them: GEOS 3.14
 crashes on deeply nested collections, and NaN or infinite coordinates poison every
-predicate downstream. Formats follow the file extension.
+predicate downstream. Formats follow the file extension, checked against the file's first
+bytes, so that a mislabelled file is named as such instead of surfacing as GDAL's words.
+Text comes in the encodings Chinese offices use: Shapefile attributes in the ``.cpg``'s
+encoding or, without one, UTF-8 or GBK/GB18030 as their bytes show; CSV likewise. Every CSV
+gridmap writes is UTF-8 with a byte-order mark, which Excel needs to show Chinese text.
 """
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import os
 import struct
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +33,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from geo.crs import WGS84, to_wgs84
+from geo.crs import WGS84, Coordsys, to_wgs84
 from geo.errors import DataRefused, Problem
 
 #: Layer names of the contract, in load order (parents before children).
@@ -36,8 +45,46 @@ FORMATS = {
     ".json": "geojson",
     ".parquet": "parquet",
     ".geoparquet": "parquet",
+    ".shp": "shapefile",
     ".csv": "csv",
 }
+#: How messages name each format, and the extension a renamed file should get.
+FORMAT_NAMES = {
+    "gpkg": "GeoPackage",
+    "geojson": "GeoJSON",
+    "parquet": "GeoParquet",
+    "shapefile": "Shapefile",
+    "csv": "CSV",
+}
+_EXTENSIONS = {
+    "gpkg": ".gpkg",
+    "geojson": ".geojson",
+    "parquet": ".parquet",
+    "shapefile": ".shp",
+    "csv": ".csv",
+}
+#: Every column the contract names. Shapefile field names hold 10 characters, so
+#: ``community_code`` arrives as ``community_``; reading gives the full names back.
+CONTRACT_COLUMNS = (
+    "code",
+    "name",
+    "district_code",
+    "street_code",
+    "community_code",
+    "building_id",
+    "address",
+    "households",
+    "residents",
+    "floors",
+    "report_id",
+    "category",
+    "subcategory",
+    "reported_at",
+    "status",
+    "closed_at",
+    "description",
+)
+_SHAPEFILE_FIELD_CHARS = 10
 
 
 #: GDAL stamps the write time into GeoPackages; a fixed date keeps exports byte-identical.
@@ -62,7 +109,8 @@ def format_of(path: Path) -> str:
                 Problem(
                     f"unsupported format {path.suffix or '(no extension)'!r}",
                     file=str(path),
-                    fix="use GeoPackage (.gpkg), GeoJSON (.geojson), GeoParquet (.parquet) "
+                    fix="use GeoPackage (.gpkg), GeoJSON (.geojson), GeoParquet (.parquet), "
+                    "Shapefile (.shp with its .shx and .dbf; unzip a zipped one first) "
                     "or CSV with lon/lat columns (.csv)",
                 )
             ]
@@ -76,22 +124,15 @@ def list_layers(path: Path, limits: InputLimits | None = None) -> list[str]:
     A file GDAL cannot open is refused here, naming the file, instead of escaping as a
     pyogrio error (and a traceback) from the CLI.
     """
-    _check_file(path, limits or InputLimits())
+    check_file(path, limits or InputLimits())
     fmt = format_of(path)
     if fmt != "gpkg":
         return [layer_from_stem(path)]
     try:
-        return [str(name) for name, _ in pyogrio.list_layers(path)]
+        with _gdal_warnings_silenced():
+            return [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError, OSError, ... for corrupt files
-        raise DataRefused(
-            problems=[
-                Problem(
-                    f"cannot read: {exc}",
-                    file=str(path),
-                    fix="check that the file is a valid GeoPackage (open it in QGIS or ogrinfo)",
-                )
-            ]
-        ) from exc
+        raise DataRefused(problems=[unreadable(path, exc)]) from exc
 
 
 def layer_from_stem(path: Path) -> str:
@@ -103,10 +144,21 @@ def layer_from_stem(path: Path) -> str:
     return stem
 
 
-def _check_file(path: Path, limits: InputLimits) -> None:
+def check_file(path: Path, limits: InputLimits) -> None:
+    """Refuse what cannot be read before GDAL tries: missing, oversized, empty, mislabelled."""
     if not path.exists():
         raise DataRefused(
             problems=[Problem("file not found", file=str(path), fix="check the path")]
+        )
+    if path.is_dir():
+        raise DataRefused(
+            problems=[
+                Problem(
+                    "is a folder, not a file",
+                    file=str(path),
+                    fix="give the folder to `gridmap load`, or name one file in it",
+                )
+            ]
         )
     size = path.stat().st_size
     if size > limits.max_file_bytes:
@@ -119,6 +171,139 @@ def _check_file(path: Path, limits: InputLimits) -> None:
                 )
             ]
         )
+    fmt = format_of(path)
+    problem = _content_mismatch(path, fmt)
+    if problem is None and fmt == "shapefile":
+        problem = _missing_shapefile_part(path)
+    if problem is not None:
+        raise DataRefused(problems=[problem])
+
+
+# --- what a file really is ------------------------------------------------------------------
+
+_SNIFF_BYTES = 4096  # enough to see past the whitespace some tools put before JSON
+_BINARY_FORMATS = ("gpkg", "parquet", "shapefile", "zip")
+_LOOKS_LIKE = {
+    "gpkg": "a GeoPackage (SQLite database)",
+    "parquet": "a Parquet file",
+    "shapefile": "a Shapefile's .shp",
+    "zip": "a ZIP archive (a zipped Shapefile, or an Excel workbook?)",
+    "geojson": "JSON text",
+    "xml": "XML (KML or GML?)",
+}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format a file's first bytes show, whatever its name; None when none is known."""
+    if head.startswith(b"SQLite format 3\x00"):
+        return "gpkg"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x00\x00\x27\x0a"):  # file code 9994, big-endian
+        return "shapefile"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    text = head.removeprefix(codecs.BOM_UTF8).lstrip()
+    if text[:1] in (b"{", b"["):
+        return "geojson"
+    if text[:1] == b"<":
+        return "xml"
+    return None
+
+
+def _content_mismatch(path: Path, fmt: str) -> Problem | None:
+    """A file whose bytes are not the format its extension names, and how to fix it."""
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    name = FORMAT_NAMES[fmt]
+    if not head:
+        return Problem(
+            "the file is empty (0 bytes)",
+            file=str(path),
+            fix=f"export the layer again as {name}; a copy or download may have been cut short",
+        )
+    found = sniff_format(head)
+    if found == fmt or (fmt == "csv" and found not in _BINARY_FORMATS):
+        return None
+    what = _LOOKS_LIKE.get(found or "", "none of the formats gridmap reads")
+    if found in _EXTENSIONS and found != fmt:
+        fix = (
+            f"rename it to {path.name.split('.')[0]}{_EXTENSIONS[found]} "
+            f"(it is {FORMAT_NAMES[found]}, not {name})"
+        )
+    elif fmt == "csv" and found == "zip":
+        fix = "save it from Excel as CSV: File > Save As > CSV UTF-8 (逗号分隔)"
+    else:
+        fix = (
+            f"export it again as {name} from your GIS (QGIS: Export > Save Features As); "
+            "if it was copied or downloaded, the copy may be damaged"
+        )
+    return Problem(f"is not a {name} file: its contents are {what}", file=str(path), fix=fix)
+
+
+def _sibling(path: Path, suffix: str) -> Path | None:
+    """``x.shx`` or ``x.SHX`` beside ``x.shp``, as GDAL looks for them."""
+    for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _missing_shapefile_part(path: Path) -> Problem | None:
+    """A Shapefile is several files; GDAL's words for a missing one name a config option."""
+    if _sibling(path, ".shx") is None:
+        return Problem(
+            f"the Shapefile's index {path.with_suffix('.shx').name} is missing beside it",
+            file=str(path),
+            fix="copy every part of the Shapefile together (.shp, .shx, .dbf, .prj, .cpg); "
+            "or rebuild the index: ogr2ogr --config SHAPE_RESTORE_SHX YES fixed.shp " + path.name,
+        )
+    if _sibling(path, ".dbf") is None:
+        return Problem(
+            f"the Shapefile's attribute table {path.with_suffix('.dbf').name} is missing "
+            "beside it (codes and names live there)",
+            file=str(path),
+            fix="copy the .dbf (and .prj, .cpg) that came with the .shp into the same folder",
+        )
+    return None
+
+
+@contextmanager
+def _gdal_warnings_silenced() -> Iterator[None]:
+    """GDAL's read warnings ("bad application_id") are its words, not a planner's: a file
+    that cannot be read is refused in a sentence, one that can is read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def unreadable(path: Path, exc: BaseException, layer: str | None = None) -> Problem:
+    """GDAL's or Arrow's refusal as a sentence naming the file, what is wrong and the fix."""
+    fmt = FORMATS.get(path.suffix.lower(), "")
+    name = FORMAT_NAMES.get(fmt, "spatial")
+    raw = " ".join(str(exc).split())
+    low = raw.lower()
+    again = f"export it again as {name} from your GIS and check that it opens in QGIS"
+    if type(exc).__name__ == "DataLayerError" or "could not be opened" in low:
+        reason = f"has no layer {layer!r} that GDAL can open"
+        fix = "name one of the file's layers (ogrinfo lists them), or " + again
+    elif any(
+        word in low
+        for word in ("malformed", "not a database", "magic bytes", "truncated", "unexpected end")
+    ):
+        reason = f"the {name} file is damaged (truncated or corrupt)"
+        fix = again + "; a copy or download may have been cut short"
+    elif "geojson" in low or fmt == "geojson":
+        detail = raw.split(";", 1)[1].strip() if ";" in raw else ""
+        reason = "is not valid GeoJSON" + (f" ({detail})" if detail else "")
+        fix = "correct the JSON there, or " + again
+    elif "not recognized" in low or "not recognised" in low:
+        reason = f"GDAL does not recognise its contents as {name}"
+        fix = again
+    else:
+        reason = f"cannot be read as {name} (GDAL/Arrow said: {raw[:200]})"
+        fix = again
+    return Problem(reason, file=str(path), layer=layer, fix=fix)
 
 
 def read_layer(
@@ -130,7 +315,7 @@ def read_layer(
     decide plausibility and reprojection with :func:`reproject_layer`.
     """
     limits = limits or InputLimits()
-    _check_file(path, limits)
+    check_file(path, limits)
     fmt = format_of(path)
     layer_name = layer or layer_from_stem(path)
     try:
@@ -143,33 +328,70 @@ def read_layer(
     except DataRefused:
         raise
     except Exception as exc:  # pyogrio/pyarrow raise many types for corrupt files
-        raise DataRefused(
-            problems=[
-                Problem(
-                    f"cannot read: {exc}",
-                    file=str(path),
-                    layer=layer_name,
-                    fix="check that the file is a valid " + fmt,
-                )
-            ]
-        ) from exc
-    bad = check_wkb(wkb, limits)
-    if bad:
-        ids = _feature_ids(frame, layer_name)
-        raise DataRefused(
-            problems=[
-                Problem(
-                    reason,
-                    file=str(path),
-                    layer=layer_name,
-                    feature=ids[i],
-                    fix=_guard_fix(reason, limits),
-                )
-                for i, reason in bad[:50]
-            ]
-        )
-    geoms = shapely.from_wkb(wkb)
+        raise DataRefused(problems=[unreadable(path, exc, layer_name)]) from exc
+    guard_refusal(wkb, limits, frame, path, layer_name)
+    geoms = _parse_wkb(wkb, frame, path, layer_name)
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, index=frame.index), crs=crs)
+
+
+def _parse_wkb(wkb: np.ndarray, frame: pd.DataFrame, path: Path, layer: str) -> np.ndarray:
+    """Shapely geometries from guarded WKB; what GEOS cannot build (a ring of 2 points) is named."""
+    try:
+        return np.asarray(shapely.from_wkb(wkb), dtype=object)
+    except shapely.errors.GEOSException:
+        parsed = np.asarray(shapely.from_wkb(wkb, on_invalid="ignore"), dtype=object)
+    ids = _feature_ids(frame, layer)
+    bad = [i for i, (g, b) in enumerate(zip(parsed, wkb, strict=True)) if g is None and b]
+    raise DataRefused(
+        problems=[
+            Problem(
+                f"geometry cannot be built: {_geos_reason(wkb[i])}",
+                file=str(path),
+                layer=layer,
+                feature=ids[i],
+                fix="redraw or remove this feature (a ring needs at least 4 points, "
+                "the last equal to the first)",
+            )
+            for i in bad[:50]
+        ]
+    )
+
+
+def _geos_reason(blob: bytes) -> str:
+    try:
+        shapely.from_wkb(blob)
+    except shapely.errors.GEOSException as exc:
+        return str(exc).split(":", 1)[-1].strip()
+    return "invalid WKB"
+
+
+def guard_refusal(
+    wkb: np.ndarray | pa.Array | pa.ChunkedArray,
+    limits: InputLimits,
+    attributes: pd.DataFrame | pa.Table,
+    path: Path,
+    layer: str,
+) -> None:
+    """Run the hostile-input guard on a layer's WKB; refuse naming each bad feature."""
+    bad = check_wkb(wkb, limits)
+    if not bad:
+        return
+    if isinstance(attributes, pa.Table):
+        keys = [c for c in _ID_COLUMNS if c in attributes.column_names][:1]
+        attributes = attributes.select(keys).to_pandas()
+    ids = _feature_ids(attributes, layer)
+    raise DataRefused(
+        problems=[
+            Problem(
+                reason,
+                file=str(path),
+                layer=layer,
+                feature=ids[i],
+                fix=_guard_fix(reason, limits),
+            )
+            for i, reason in bad[:50]
+        ]
+    )
 
 
 def _guard_fix(reason: str, limits: InputLimits) -> str:
@@ -189,8 +411,11 @@ def _guard_fix(reason: str, limits: InputLimits) -> str:
     return "remove this feature or re-export the file from a GIS (its WKB is corrupt)"
 
 
+_ID_COLUMNS = ("code", "building_id", "report_id", "name")
+
+
 def _feature_ids(frame: pd.DataFrame, layer: str) -> list[str]:
-    for column in ("code", "building_id", "report_id", "name"):
+    for column in _ID_COLUMNS:
         if column in frame.columns:
             return [f"#{i} ({column}={v})" for i, v in enumerate(frame[column].tolist())]
     return [f"#{i}" for i in range(len(frame))]
@@ -200,7 +425,8 @@ def _read_ogr_raw(
     path: Path, layer: str | None, layer_name: str
 ) -> tuple[pd.DataFrame, np.ndarray, Any]:
     if layer is not None:
-        available = [str(name) for name, _ in pyogrio.list_layers(path)]
+        with _gdal_warnings_silenced():
+            available = [str(name) for name, _ in pyogrio.list_layers(path)]
         if layer not in available:
             raise DataRefused(
                 problems=[
@@ -212,11 +438,18 @@ def _read_ogr_raw(
                     )
                 ]
             )
-    meta, _, wkb, field_data = pyogrio.raw.read(path, layer=layer, datetime_as_string=True)
-    columns = {
-        str(name): pd.Series(values)
-        for name, values in zip(meta["fields"], field_data, strict=True)
-    }
+    shapefile = FORMATS.get(path.suffix.lower()) == "shapefile"
+    # A Shapefile is read as Latin-1, which maps bytes to characters one to one: its strings
+    # are then decoded here, where the encoding can be chosen from the bytes themselves.
+    with _gdal_warnings_silenced():
+        meta, _, wkb, field_data = pyogrio.raw.read(
+            path, layer=layer, datetime_as_string=True, encoding="latin1" if shapefile else None
+        )
+    names = [str(name) for name in meta["fields"]]
+    if shapefile:
+        names, field_data = decode_shapefile_text(path, layer_name, names, field_data)
+        names = _untruncate(names)
+    columns = {name: pd.Series(values) for name, values in zip(names, field_data, strict=True)}
     frame = pd.DataFrame(columns)
     frame = frame.reset_index(drop=True)
     if wkb is None:
@@ -261,8 +494,167 @@ def _read_parquet_raw(path: Path) -> tuple[pd.DataFrame, np.ndarray, Any]:
     return frame, wkb, crs
 
 
+# --- text encodings ----------------------------------------------------------------------------
+
+#: Strict UTF-8 first (every UTF-8 file is read right), then GB18030, a superset of GBK and
+#: GB2312: what Excel and ArcGIS on Chinese Windows write. Latin-1 would "decode" anything.
+DETECTED_ENCODINGS = ("utf-8", "gb18030")
+
+
+def _codec_of_cpg(text: str) -> str | None:
+    """The Python codec a ``.cpg`` names (``UTF-8``, ``GBK``, ``936``, ``ANSI 1252``...)."""
+    word = text.strip().upper().removeprefix("ANSI").strip()
+    if word in ("65001", "UTF8"):
+        word = "UTF-8"
+    if word in ("GBK", "GB2312", "936", "CP936", "EUC-CN", "54936"):
+        return "gb18030"  # the superset: a GBK .cpg over GB18030 text is common
+    for candidate in (word, f"cp{word}" if word.isdigit() else word, word.replace("_", "-")):
+        try:
+            return codecs.lookup(candidate).name
+        except LookupError:
+            continue
+    return None
+
+
+def decode_shapefile_text(
+    path: Path, layer: str, names: list[str], field_data: list[np.ndarray]
+) -> tuple[list[str], list[np.ndarray]]:
+    """Field names and string values of a Shapefile read as Latin-1, decoded properly.
+
+    The ``.cpg`` beside the file names the encoding; without one (or with one Python does not
+    know), the bytes decide: strict UTF-8, else GB18030. Text that fits neither is refused,
+    naming the feature and the column.
+    """
+    cpg = _sibling(path, ".cpg")
+    declared = _codec_of_cpg(cpg.read_bytes().decode("ascii", "ignore")) if cpg else None
+    text_columns = [
+        i for i, values in enumerate(field_data) if values.dtype == object and len(values)
+    ]
+    chunks = [n.encode("latin1") for n in names]
+    for i in text_columns:
+        chunks.extend(v.encode("latin1") for v in field_data[i] if isinstance(v, str))
+    # A newline can end no multi-byte sequence of UTF-8 or GB18030: joining keeps each value
+    # whole, so one decode of the joined bytes tells whether every value decodes.
+    blob = b"\n".join(chunks)
+    candidates = (declared,) if declared else DETECTED_ENCODINGS
+    encoding = next((c for c in candidates if _decodes(blob, c)), None)
+    if encoding is None:
+        raise DataRefused(problems=[_undecodable(path, layer, names, field_data, declared, cpg)])
+
+    def decode(value: object) -> object:
+        return value.encode("latin1").decode(encoding) if isinstance(value, str) else value
+
+    decoded = list(field_data)
+    for i in text_columns:
+        decoded[i] = np.array([decode(v) for v in field_data[i]], dtype=object)
+    return [str(decode(n)) for n in names], decoded
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _undecodable(
+    path: Path,
+    layer: str,
+    names: list[str],
+    field_data: list[np.ndarray],
+    declared: str | None,
+    cpg: Path | None,
+) -> Problem:
+    tried = [declared] if declared else list(DETECTED_ENCODINGS)
+    where = "a field name"
+    feature = None
+    for name, values in zip(names, field_data, strict=True):
+        bad = [
+            i
+            for i, v in enumerate(values)
+            if isinstance(v, str) and not any(_decodes(v.encode("latin1"), c) for c in tried)
+        ]
+        if bad:
+            where, feature = f"column {name!r}", f"#{bad[0]}"
+            break
+    if cpg is not None and declared:
+        return Problem(
+            f"the text of {where} is not {declared}, the encoding {cpg.name} names",
+            file=str(path),
+            layer=layer,
+            feature=feature,
+            fix=f"correct {cpg.name} (GBK for data from Chinese Windows, UTF-8 otherwise), "
+            "or delete it to let gridmap tell UTF-8 from GBK by the bytes",
+        )
+    return Problem(
+        f"the text of {where} is neither UTF-8 nor GBK/GB18030",
+        file=str(path),
+        layer=layer,
+        feature=feature,
+        fix=f"write a {path.with_suffix('.cpg').name} file beside it naming the encoding "
+        "(e.g. BIG5 or 1252), or export the Shapefile again as UTF-8",
+    )
+
+
+def _untruncate(names: list[str]) -> list[str]:
+    """``community_`` back to ``community_code``: Shapefile field names stop at 10 characters."""
+    present = set(names)
+    out = []
+    for name in names:
+        full = [
+            c
+            for c in CONTRACT_COLUMNS
+            if len(c) > _SHAPEFILE_FIELD_CHARS
+            and c[:_SHAPEFILE_FIELD_CHARS].lower() == name.lower()
+            and c not in present
+        ]
+        out.append(full[0] if len(full) == 1 else name)
+    return out
+
+
+def read_csv_bytes(path: Path, layer: str | None = None) -> tuple[bytes, str]:
+    """A CSV's bytes as UTF-8 without a BOM, and the encoding they came in.
+
+    Strict UTF-8 (with or without a BOM) first, then GB18030, a superset of GBK: the
+    "CSV" that Excel saves on Chinese Windows. UTF-16 ("Unicode text") and bytes that fit
+    neither are refused, naming the line.
+    """
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataRefused(
+            problems=[
+                Problem(
+                    'the file is UTF-16 text (Excel\'s "Unicode text"), not CSV',
+                    file=str(path),
+                    layer=layer,
+                    fix="save it from Excel as CSV UTF-8 (逗号分隔) instead",
+                )
+            ]
+        )
+    body = data.removeprefix(codecs.BOM_UTF8)
+    if _decodes(body, "utf-8"):
+        return body, "UTF-8 with BOM" if len(body) < len(data) else "UTF-8"
+    try:
+        return body.decode("gb18030").encode("utf-8"), "GB18030"
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise DataRefused(
+            problems=[
+                Problem(
+                    f"line {line} is neither UTF-8 nor GBK/GB18030 text "
+                    f"(byte 0x{body[exc.start]:02x} at offset {exc.start:,})",
+                    file=str(path),
+                    layer=layer,
+                    fix="save it as CSV UTF-8 (Excel: File > Save As > CSV UTF-8)",
+                )
+            ]
+        ) from None
+
+
 def _read_csv(path: Path, layer: str) -> gpd.GeoDataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    data, _ = read_csv_bytes(path, layer)
+    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
     missing = [c for c in ("lon", "lat") if c not in frame.columns]
     if missing:
         raise DataRefused(
@@ -307,46 +699,91 @@ class _Hostile(Exception):
 _POINT_WKB_LE = 21
 
 
-def check_wkb(wkb: np.ndarray, limits: InputLimits) -> list[tuple[int, str]]:
-    """(row, reason) for every WKB value that is malformed, too big, too deep or not finite."""
+def check_wkb(
+    wkb: np.ndarray | pa.Array | pa.ChunkedArray, limits: InputLimits
+) -> list[tuple[int, str]]:
+    """(row, reason) for every WKB value that is malformed, too big, too deep or not finite.
+
+    Takes an object array of bytes or an Arrow binary column (GeoParquet read by pyarrow);
+    a layer of plain little-endian 2D points is checked in bulk, without Python objects.
+    """
     if len(wkb) == 0:
         return []
-    problems: list[tuple[int, str]] = []
+    if isinstance(wkb, pa.ChunkedArray | pa.Array):
+        points = _arrow_point_records(wkb)
+        if points is not None:
+            return _check_point_records(points, limits)
+        wkb = np.asarray(wkb.to_numpy(zero_copy_only=False), dtype=object)
     lengths = np.fromiter((len(b) if b is not None else -1 for b in wkb), int, len(wkb))
-    # Fast path: a layer of plain little-endian 2D points is checked in bulk.
     if (lengths == _POINT_WKB_LE).all():
-        buf = np.frombuffer(b"".join(wkb), dtype=np.uint8).reshape(-1, _POINT_WKB_LE)
-        header_ok = (buf[:, 0] == 1) & (buf[:, 1:5].copy().view("<u4")[:, 0] == 1)
-        coords = buf[:, 5:].copy().view("<f8")
-        finite = np.isfinite(coords).all(axis=1)
-        for row in np.flatnonzero(~(header_ok & finite)).tolist():
-            reason = "NaN or infinite coordinate" if header_ok[row] else "malformed point WKB"
-            problems.append((row, reason))
-        return problems
+        records = np.frombuffer(b"".join(wkb), dtype=np.uint8).reshape(-1, _POINT_WKB_LE)
+        return _check_point_records(records, limits)
+    problems: list[tuple[int, str]] = []
     for i, blob in enumerate(wkb):
         if blob is None:
             continue  # a missing geometry is reported by validation, with its layer's rule
-        if len(blob) > limits.max_vertices_per_feature * 32 + 1024:
-            problems.append(
-                (
-                    i,
-                    f"geometry of {len(blob):,} bytes is over the vertex cap of "
-                    f"{limits.max_vertices_per_feature:,}",
-                )
+        reason = _check_one(bytes(blob), limits)
+        if reason is not None:
+            problems.append((i, reason))
+    return problems
+
+
+def _check_one(blob: bytes, limits: InputLimits) -> str | None:
+    """Why one WKB value is refused, or None."""
+    if len(blob) > limits.max_vertices_per_feature * 32 + 1024:
+        return (
+            f"geometry of {len(blob):,} bytes is over the vertex cap of "
+            f"{limits.max_vertices_per_feature:,}"
+        )
+    try:
+        end, vertices = _walk(blob, 0, 1, limits)
+        if end != len(blob):
+            raise _Hostile("trailing bytes after the geometry (malformed WKB)")
+        if vertices > limits.max_vertices_per_feature:
+            raise _Hostile(
+                f"{vertices:,} vertices, over the cap of {limits.max_vertices_per_feature:,}"
             )
+    except _Hostile as exc:
+        return str(exc)
+    except (struct.error, ValueError, IndexError):
+        return "malformed WKB (truncated or corrupt geometry)"
+    return None
+
+
+def _arrow_point_records(column: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """The (n, 21) byte records of an Arrow column of 21-byte WKB values, else None."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        return None
+    if arr.null_count:
+        return None
+    n = len(arr)
+    offset_type = np.int32 if pa.types.is_binary(arr.type) else np.int64
+    offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[arr.offset : arr.offset + n + 1]
+    if not (np.diff(offsets) == _POINT_WKB_LE).all():
+        return None
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0])
+    return data[start : start + _POINT_WKB_LE * n].reshape(n, _POINT_WKB_LE)
+
+
+def _check_point_records(records: np.ndarray, limits: InputLimits) -> list[tuple[int, str]]:
+    """21-byte records checked in bulk as little-endian 2D points with finite x and y.
+
+    A record that is not one (a big-endian point, another type) is walked on its own.
+    """
+    header_ok = (records[:, 0] == 1) & (
+        np.ascontiguousarray(records[:, 1:5]).view("<u4")[:, 0] == 1
+    )
+    finite = np.isfinite(np.ascontiguousarray(records[:, 5:]).view("<f8")).all(axis=1)
+    problems: list[tuple[int, str]] = []
+    for row in np.flatnonzero(~(header_ok & finite)).tolist():
+        if header_ok[row]:
+            problems.append((row, "NaN or infinite coordinate"))
             continue
-        try:
-            end, vertices = _walk(bytes(blob), 0, 1, limits)
-            if end != len(blob):
-                raise _Hostile("trailing bytes after the geometry (malformed WKB)")
-            if vertices > limits.max_vertices_per_feature:
-                raise _Hostile(
-                    f"{vertices:,} vertices, over the cap of {limits.max_vertices_per_feature:,}"
-                )
-        except _Hostile as exc:
-            problems.append((i, str(exc)))
-        except (struct.error, ValueError, IndexError):
-            problems.append((i, "malformed WKB (truncated or corrupt geometry)"))
+        reason = _check_one(records[row].tobytes(), limits)
+        if reason is not None:
+            problems.append((row, reason))
     return problems
 
 
@@ -442,14 +879,38 @@ def _first_bad_feature(gdf: gpd.GeoDataFrame, layer: str, rows: np.ndarray) -> s
     return f"{label}{more}"
 
 
+def degrees_in_projected_crs(
+    bounds: npt.ArrayLike, declared: CRS, file: str, layer: str | None
+) -> Problem:
+    """Lon/lat numbers labelled with a projected CRS: read as metres they land near (0, 0)."""
+    xmin, ymin, xmax, ymax = (round(float(v), 6) for v in np.asarray(bounds, dtype=float))
+    code = declared.to_string()
+    unit = declared.axis_info[0].unit_name if declared.axis_info else "metre"
+    return Problem(
+        f"coordinates ({xmin}, {ymin}, {xmax}, {ymax}) are longitude/latitude degrees, but "
+        f"the file declares {code} ({declared.name}), a projected CRS in {unit}s",
+        file=file,
+        layer=layer,
+        fix="declare the CRS the numbers are in: EPSG:4326 (or EPSG:4490, CGCS2000) for "
+        f"degrees, e.g. ogr2ogr -a_srs EPSG:4326 fixed.gpkg {Path(file).name}; "
+        f"or reproject the data to {code} before labelling it so",
+    )
+
+
 def reproject_layer(gdf: gpd.GeoDataFrame, *, file: str, layer: str) -> gpd.GeoDataFrame:
     """Reproject to EPSG:4326; a frame without CRS must already be plausible lon/lat.
 
     A file that declares lon/lat but holds metres (GeoJSON without a ``crs`` member is
     EPSG:4326 by definition, whatever its numbers) is refused too: otherwise its features
-    would surface later as absurd gaps and overlaps instead of as a CRS mistake.
+    would surface later as absurd gaps and overlaps instead of as a CRS mistake. So is the
+    reverse, degrees labelled with a projected CRS (EPSG:3857, a Gauss-Krüger zone): read
+    as metres, a district would land a few hundred metres from (0°, 0°).
     """
     declared = gdf.crs
+    if declared is not None and declared.is_projected and not gdf.empty and plausible_lonlat(gdf):
+        raise DataRefused(
+            problems=[degrees_in_projected_crs(gdf.total_bounds, declared, file, layer)]
+        )
     out = gdf if declared is None else to_wgs84(gdf)
     bounds = tuple(round(float(v), 3) for v in out.total_bounds) if not out.empty else ()
     if looks_swapped(out):
@@ -496,11 +957,65 @@ def reproject_layer(gdf: gpd.GeoDataFrame, *, file: str, layer: str) -> gpd.GeoD
     return out.set_crs(WGS84) if declared is None else out
 
 
+def from_coordsys(gdf: gpd.GeoDataFrame, coordsys: Coordsys) -> tuple[gpd.GeoDataFrame, int]:
+    """A lon/lat layer drawn on AMap (GCJ-02) or Baidu (BD-09) in WGS 84, vertex by vertex.
+
+    Returns the layer and how many vertices moved (0 for WGS 84 and CGCS2000, unchanged).
+    """
+    if not coordsys.is_offset or gdf.empty:
+        return gdf, 0
+    geoms = gdf.geometry.to_numpy()
+    converted = coordsys.geometries_to_wgs84(geoms)
+    vertices = int(shapely.get_num_coordinates(geoms).sum())
+    return gdf.set_geometry(gpd.GeoSeries(converted, index=gdf.index, crs=gdf.crs)), vertices
+
+
+def conversion_note(coordsys: Coordsys, vertices: int) -> str | None:
+    """What a summary says about a conversion (None when nothing was converted)."""
+    if not coordsys.is_offset:
+        return None
+    return f"converted from {coordsys.label} to WGS 84 before validation ({vertices:,} vertices)"
+
+
 # --- writing -----------------------------------------------------------------------------
+
+
+def write_csv(table: pd.DataFrame | pa.Table, path: Path) -> None:
+    """Write a table as CSV in UTF-8 with a byte-order mark (Arrow tables by Arrow's writer).
+
+    Excel opens a CSV without the mark in the local code page (GBK on Chinese Windows) and
+    garbles UTF-8 Chinese text; with it, Excel reads UTF-8.
+    """
+    import pyarrow.csv as pacsv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        handle.write(codecs.BOM_UTF8)
+        if isinstance(table, pa.Table):
+            pacsv.write_csv(table, handle)
+        else:
+            table.to_csv(handle, index=False, encoding="utf-8")
+
+
+def refuse_shapefile_output(path: Path, layer: str | None = None) -> None:
+    """gridmap reads Shapefiles but never writes one: it would cut ``community_code``."""
+    if format_of(path) == "shapefile":
+        raise DataRefused(
+            problems=[
+                Problem(
+                    "gridmap does not write Shapefiles: their 10-character field names would "
+                    "cut community_code and nearest_grid_code",
+                    file=str(path),
+                    layer=layer,
+                    fix="write .gpkg (QGIS and ArcGIS open it), .geojson, .parquet or .csv",
+                )
+            ]
+        )
 
 
 def write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
     """Write one layer; GeoPackages gain a layer, other formats get one file per layer."""
+    refuse_shapefile_output(path, layer)
     fmt = format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "gpkg":
@@ -525,7 +1040,7 @@ def write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
             )
         frame["lon"] = gdf.geometry.x.to_numpy()
         frame["lat"] = gdf.geometry.y.to_numpy()
-        frame.to_csv(path, index=False)
+        write_csv(frame, path)
 
 
 def layer_paths(out: Path, layers: Iterable[str]) -> dict[str, Path]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import shapely
@@ -24,11 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from geo.assign import GridIndex
-from geo.crs import gcj02_to_wgs84
+from geo.crs import Coordsys
 from geo.errors import InvalidInput, NotFound
 from geo.store.session import transaction
-
-Coordsys = Literal["wgs84", "cgcs2000", "gcj02"]
 
 
 def check_lonlat(lon: float, lat: float) -> None:
@@ -82,7 +80,7 @@ class LookupAnswer:
 
     lon: float
     lat: float
-    coordsys: str
+    coordsys: Coordsys
     converted: str | None
     grid_code: str | None
     grid_name: str | None
@@ -203,13 +201,14 @@ class GridLookup:
         lon: float,
         lat: float,
         *,
-        coordsys: Coordsys = "wgs84",
+        coordsys: Coordsys = Coordsys.WGS84,
         district: str | None = None,
         as_of: datetime | None = None,
         snap_m: float = 0.0,
     ) -> LookupAnswer:
         """One point: the plain-WGS 84 case inside a grid is answered without the batch path."""
-        if coordsys != "gcj02":
+        coordsys = Coordsys(coordsys)
+        if not coordsys.is_offset:
             check_lonlat(lon, lat)
             for plan in self.plans_for(district, as_of):
                 result = plan.index.assign([lon], [lat], snap_m=snap_m)
@@ -229,12 +228,13 @@ class GridLookup:
         lons: Sequence[float],
         lats: Sequence[float],
         *,
-        coordsys: Coordsys = "wgs84",
+        coordsys: Coordsys = Coordsys.WGS84,
         district: str | None = None,
         as_of: datetime | None = None,
         snap_m: float = 0.0,
     ) -> list[LookupAnswer]:
         """Assign many points; a point lies in at most one district's published plan."""
+        coordsys = Coordsys(coordsys)
         for i, (lon, lat) in enumerate(zip(lons, lats, strict=True)):
             try:
                 check_lonlat(float(lon), float(lat))
@@ -245,9 +245,9 @@ class GridLookup:
         x = np.asarray(lons, dtype=np.float64)
         y = np.asarray(lats, dtype=np.float64)
         converted = None
-        if coordsys == "gcj02":
-            x, y = gcj02_to_wgs84(x, y)
-            converted = "converted from GCJ-02 (AMap/Gaode) to WGS 84 before lookup"
+        if coordsys.is_offset:
+            x, y = coordsys.to_wgs84(x, y)
+            converted = f"converted from {coordsys.label} to WGS 84 before lookup"
         plans = self.plans_for(district, as_of)
         n = len(x)
         best: list[tuple[PlanIndex, Any, int] | None] = [None] * n
@@ -276,7 +276,7 @@ class GridLookup:
 def _answer(
     lon: float,
     lat: float,
-    coordsys: str,
+    coordsys: Coordsys,
     converted: str | None,
     hit: tuple[PlanIndex, Any, int] | None,
     near: tuple[float, PlanIndex, Any, int] | None,

@@ -24,7 +24,7 @@ import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 
-from geo.crs import to_metric, to_wgs84, wgs84_to_gcj02
+from geo.crs import Coordsys, to_metric, to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
 from maps.assets import AssetMode, asset_tags, csp_for
@@ -34,6 +34,7 @@ __all__ = [
     "STATUS_NAMES",
     "Layer",
     "assign_to_grids",
+    "basemap_coordsys",
     "basemap_payload",
     "boundary_layers",
     "bounds_of",
@@ -177,11 +178,20 @@ def _lines(geom: Any) -> list[Any]:
     return [line for g in getattr(geom, "geoms", []) for line in _lines(g)]
 
 
-def _gcj(geoms: Iterable[Any]) -> list[Any]:
-    """Offset geometries to GCJ-02 for AMap tiles; drawn copies only, never stored data."""
+def basemap_coordsys(basemap: MapSettings | None) -> Coordsys:
+    """The system the basemap's tiles are drawn in: GCJ-02 for AMap, else WGS 84."""
+    if basemap is not None and basemap.basemap == "amap":
+        return Coordsys.GCJ02
+    return Coordsys.WGS84
+
+
+def _drawn(geoms: Iterable[Any], coordsys: Coordsys) -> list[Any]:
+    """Geometries offset to the basemap's system; drawn copies only, never stored data."""
+    if not coordsys.is_offset:
+        return list(geoms)
 
     def shift(xy: np.ndarray) -> np.ndarray:
-        lon, lat = wgs84_to_gcj02(xy[:, 0], xy[:, 1])
+        lon, lat = coordsys.from_wgs84(xy[:, 0], xy[:, 1])
         return np.round(np.column_stack([lon, lat]), COORD_DECIMALS)
 
     arr = np.asarray(list(geoms), dtype=object)
@@ -196,12 +206,12 @@ def _origin(geoms: Sequence[Any]) -> np.ndarray:
     return np.floor(np.array([minx, miny]) * _SCALE).astype(np.int64)
 
 
-def encode_polygons(geoms: Sequence[Any], gcj02: bool = False) -> Layer:
+def encode_polygons(geoms: Sequence[Any], coordsys: Coordsys = Coordsys.WGS84) -> Layer:
     """Polygons as ``{"o": origin, "g": [[[ring ints...]...]...]}`` (feature → polygon → ring).
 
     Rings drop their closing vertex; Leaflet closes polygons itself.
     """
-    geoms = _gcj(geoms) if gcj02 else list(geoms)
+    geoms = _drawn(geoms, coordsys)
     origin = _origin(geoms)
     features = []
     for geom in geoms:
@@ -219,11 +229,11 @@ def grid_layer(
     names: list[str],
     communities: list[str],
     teams: pd.DataFrame | None,
-    gcj02: bool = False,
+    coordsys: Coordsys = Coordsys.WGS84,
 ) -> Layer:
     """The grid layer every page draws: shapes plus what the popups name."""
     return {
-        **encode_polygons(geoms, gcj02),
+        **encode_polygons(geoms, coordsys),
         "code": codes,
         "name": names,
         "community": communities,
@@ -231,9 +241,9 @@ def grid_layer(
     }
 
 
-def encode_lines(geoms: Sequence[Any], gcj02: bool = False) -> Layer:
+def encode_lines(geoms: Sequence[Any], coordsys: Coordsys = Coordsys.WGS84) -> Layer:
     """Lines (or polygon outlines) as ``{"o": origin, "g": [[line ints...]...]}``."""
-    geoms = _gcj(geoms) if gcj02 else list(geoms)
+    geoms = _drawn(geoms, coordsys)
     origin = _origin(geoms)
     features = [
         [_ring_ints(_flat(line.coords, False), origin) for line in _lines(geom)] for geom in geoms
@@ -342,7 +352,7 @@ def boundary_layers(
     communities: gpd.GeoDataFrame | None,
     streets: gpd.GeoDataFrame | None,
     roads: gpd.GeoDataFrame | None,
-    gcj02: bool,
+    coordsys: Coordsys,
 ) -> dict[str, Layer]:
     """Community and street outlines (dissolved from the simplified grids) and roads."""
     out: dict[str, Layer] = {}
@@ -354,7 +364,7 @@ def boundary_layers(
                 zip(communities["code"].astype(str), communities["name"].astype(str), strict=False)
             )
         out["communities"] = {
-            **encode_lines(list(comm.values()), gcj02),
+            **encode_lines(list(comm.values()), coordsys),
             "name": [names.get(k, k) for k in comm],
         }
         if communities is not None and len(communities) and "street_code" in communities.columns:
@@ -377,7 +387,7 @@ def boundary_layers(
                     )
                 merged = [union_of_tiles(v) for v in groups.values()]
                 out["streets"] = {
-                    **encode_lines(merged, gcj02),
+                    **encode_lines(merged, coordsys),
                     "name": [street_names.get(k, k) for k in groups],
                 }
     if roads is not None and len(roads):
@@ -386,7 +396,7 @@ def boundary_layers(
         lines = shapely.simplify(np.asarray(metric, dtype=object), 2.0)
         thin = gpd.GeoSeries(lines, crs=crs).to_crs(4326)
         geoms = _round_coords(thin.to_numpy())
-        out["roads"] = encode_lines(list(geoms), gcj02)
+        out["roads"] = encode_lines(list(geoms), coordsys)
     return out
 
 

@@ -16,13 +16,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo.crs import to_wgs84, wgs84_to_gcj02
+from geo.crs import Coordsys, to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
 from maps.assets import AssetMode
 from maps.common import (
     STATUS_NAMES,
     assign_to_grids,
+    basemap_coordsys,
     basemap_payload,
     boundary_layers,
     bounds_of,
@@ -178,15 +179,15 @@ def _codes(values: pd.Series, order: list[str] | None = None) -> tuple[list[str]
 
 
 def _report_payload(
-    reports: gpd.GeoDataFrame, grid_index: np.ndarray, gcj02: bool
+    reports: gpd.GeoDataFrame, grid_index: np.ndarray, coordsys: Coordsys
 ) -> tuple[dict[str, Any], list[list[Any]], list[list[Any]], list[list[str]], int]:
     """Compact, whitelisted report arrays: sorted by longitude, longitudes delta-encoded."""
     cats_zh, subs_zh = category_names()
     pts = reports.geometry
     lon = pts.x.to_numpy(dtype=float)
     lat = pts.y.to_numpy(dtype=float)
-    if gcj02:
-        lon, lat = wgs84_to_gcj02(lon, lat)
+    if coordsys.is_offset:
+        lon, lat = coordsys.from_wgs84(lon, lat)
     cat_codes, cat_idx = _codes(reports["category"])
     sub_series = (
         reports["subcategory"]
@@ -288,14 +289,14 @@ def render_hotspots(
     tolerance_m
         Coverage simplification tolerance for the grid layer, in metres.
     """
-    gcj02 = basemap is not None and basemap.basemap == "amap"
+    coordsys = basemap_coordsys(basemap)
     grids = to_wgs84(grids).reset_index(drop=True)
     reports = to_wgs84(filter_reports(reports, filters))
     reports = reports[reports.geometry.notna() & ~reports.geometry.is_empty]
     simple = simplify_coverage(grids, tolerance_m)
     codes, names, comms = grid_labels(grids, communities)
     grid_index = assign_to_grids(reports, grids)
-    rep, categories, subcategories, statuses, day0 = _report_payload(reports, grid_index, gcj02)
+    rep, categories, subcategories, statuses, day0 = _report_payload(reports, grid_index, coordsys)
 
     counts = np.bincount(grid_index[grid_index >= 0], minlength=len(grids))
     breaks = quantile_breaks(counts, classes)
@@ -314,8 +315,8 @@ def render_hotspots(
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
-        **boundary_layers(simple, communities, streets, roads, gcj02),
+        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        **boundary_layers(simple, communities, streets, roads, coordsys),
         "reports": rep,
         "categories": categories,
         "subcategories": subcategories,

@@ -17,6 +17,7 @@ from geo.settings import MapSettings
 from maps.assets import AssetMode
 from maps.common import (
     assign_to_grids,
+    basemap_coordsys,
     basemap_payload,
     boundary_layers,
     bounds_of,
@@ -122,7 +123,7 @@ def render_compare(
     """Plan ``b`` (new) filled by change in load, plan ``a`` (old) as toggleable dashed lines."""
     if not (0 < steps[0] < steps[1] < steps[2]):
         raise InvalidInput(f"steps {steps} must increase", field="steps")
-    gcj02 = basemap is not None and basemap.basemap == "amap"
+    coordsys = basemap_coordsys(basemap)
     grids_a = to_wgs84(grids_a).reset_index(drop=True)
     grids_b = to_wgs84(grids_b).reset_index(drop=True)
     change = load_change(grids_a, grids_b, buildings)
@@ -134,9 +135,9 @@ def render_compare(
     payload = {
         "bounds": bounds_of(geoms + list(simple_a.geometry)),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
-        **boundary_layers(simple_b, communities, streets, roads, gcj02),
-        "old": encode_lines(list(simple_a.geometry), gcj02),
+        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        **boundary_layers(simple_b, communities, streets, roads, coordsys),
+        "old": encode_lines(list(simple_a.geometry), coordsys),
         "oldLabel": f"{labels[0]}边界",
         "change": {
             "households": change["households"].tolist(),

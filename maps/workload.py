@@ -23,6 +23,7 @@ from geo.settings import MapSettings
 from maps.assets import AssetMode
 from maps.common import (
     assign_to_grids,
+    basemap_coordsys,
     basemap_payload,
     boundary_layers,
     bounds_of,
@@ -284,12 +285,12 @@ def render_workload(
     classes = classify_band(load["households"].to_numpy(), band)
     tally = {c: int((classes == c).sum()) for c in BAND_COLORS}
     geoms = list(simple.geometry)
-    gcj02 = basemap is not None and basemap.basemap == "amap"
+    coordsys = basemap_coordsys(basemap)
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, gcj02),
-        **boundary_layers(simple, communities, streets, roads, gcj02),
+        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        **boundary_layers(simple, communities, streets, roads, coordsys),
         "load": {col: load[col].round().astype(np.int64).tolist() for col in LOAD_COLUMNS},
         "band": [int(lo), int(hi)],
         "colors": BAND_COLORS,

@@ -19,10 +19,12 @@ _PROGRESS_MIN_POINTS = 200_000
 
 def assign_command(
     grids: Path | None = typer.Option(
-        None, "--grids", help="Grids file (.gpkg/.geojson/.parquet) with a 'code' column."
+        None, "--grids", help="Grids file (.gpkg/.geojson/.parquet/.shp) with a 'code' column."
     ),
     points: Path | None = typer.Option(
-        None, "--points", help="Points file (.gpkg/.geojson/.parquet, or .csv with lon,lat)."
+        None,
+        "--points",
+        help="Points file (.gpkg/.geojson/.parquet/.shp, or .csv with lon,lat in UTF-8 or GBK).",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Output file; its extension chooses the format."
@@ -57,7 +59,10 @@ def assign_command(
             fix="give --grids, --points and --out, or --district CODE",
         )
     assert grids is not None and points is not None and out is not None
+    from api.console import input_limits, settings
     from geo.assign import assign_files
+
+    limits = input_limits(settings())
 
     with Progress(
         "[progress.description]{task.description}",
@@ -74,7 +79,7 @@ def assign_command(
             if total >= _PROGRESS_MIN_POINTS:
                 bar.update(task, completed=done, total=total, visible=True)
 
-        summary = assign_files(grids, points, out, snap_m=snap_m, progress=progress)
+        summary = assign_files(grids, points, out, snap_m=snap_m, progress=progress, limits=limits)
 
     if json_output:
         typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from geo.crs import Coordsys
 from geo.errors import InvalidInput
 
 
@@ -16,7 +17,9 @@ def lookup_command(
     lat: float | None = typer.Option(None, "--lat", help="latitude"),
     address: str | None = typer.Option(None, "--address", help="a Chinese address"),
     district: str | None = typer.Option(None, "--district", help="search one district"),
-    coordsys: str = typer.Option("wgs84", "--coordsys", help="wgs84, cgcs2000 or gcj02"),
+    coordsys: Coordsys = typer.Option(
+        Coordsys.WGS84, "--coordsys", help="gcj02 for AMap points, bd09 for Baidu points"
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help="plan in force on this date"),
     snap_m: float = typer.Option(0.0, "--snap-m", help="snap tolerance in metres"),
     limit: int = typer.Option(5, "--limit", help="address candidates"),
@@ -27,8 +30,6 @@ def lookup_command(
     from geo.lookup import GridLookup
     from geo.store.session import transaction
 
-    if coordsys not in ("wgs84", "cgcs2000", "gcj02"):
-        raise InvalidInput(f"unknown coordsys {coordsys!r}", field="coordsys")
     when = None
     if as_of:
         try:
@@ -53,7 +54,7 @@ def lookup_command(
                 .lookup(
                     lon,
                     lat,
-                    coordsys=coordsys,  # type: ignore[arg-type]
+                    coordsys=coordsys,
                     district=district,
                     as_of=when,
                     snap_m=snap_m,

@@ -18,6 +18,7 @@ from api.auth import ActorDep, CasesDep, TaxonomyDep, check_filing_rate, current
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from geo.cases import ACK_HOURS, REPORT_HOURS
+from geo.crs import Coordsys
 from geo.stats import case_stats
 from geo.store.cases import (
     advance_case,
@@ -51,7 +52,7 @@ class CaseIn(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     subcategory: str = Field(min_length=1, max_length=64, description="a service_code")
     description: str | None = Field(None, max_length=4000)
-    coordsys: Literal["wgs84", "cgcs2000", "gcj02"] = "wgs84"
+    coordsys: Coordsys = Coordsys.WGS84
     reporter: ReporterIn | None = None
 
 

@@ -16,6 +16,7 @@ from api.deps import LookupDep, SettingsDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
 from geo.address_book import AddressBook
+from geo.crs import Coordsys
 from geo.errors import InvalidInput
 from geo.lookup import GridLookup
 from geo.store.session import transaction
@@ -24,7 +25,7 @@ router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 Crs = Literal["EPSG:4326", "EPSG:4490"]
-Coordsys = Literal["wgs84", "cgcs2000", "gcj02"]
+COORDSYS_NAMES = tuple(c.value for c in Coordsys)
 
 
 def _as_of(value: date | None) -> datetime | None:
@@ -36,10 +37,11 @@ def _as_of(value: date | None) -> datetime | None:
     return datetime.combine(value, time(23, 59, 59), tzinfo=CHINA)
 
 
-def _coordsys(crs: str, coordsys: str | None) -> Any:
+def _coordsys(crs: str, coordsys: str | None) -> Coordsys:
+    """``coordsys`` as named; else what ``crs`` implies (EPSG:4490 is CGCS2000)."""
     if coordsys is not None:
-        return coordsys
-    return "cgcs2000" if crs == "EPSG:4490" else "wgs84"
+        return Coordsys(coordsys)
+    return Coordsys.CGCS2000 if crs == "EPSG:4490" else Coordsys.WGS84
 
 
 #: The parameters of ``GET /lookup``, documented here and parsed by ``_parse_query``.
@@ -74,8 +76,9 @@ LOOKUP_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "coordsys",
         "in": "query",
-        "description": "gcj02 for points copied from AMap/Gaode",
-        "schema": {"type": "string", "enum": ["wgs84", "cgcs2000", "gcj02"]},
+        "description": "gcj02 for points copied from AMap/Gaode, bd09 for points copied from "
+        "Baidu maps: converted to WGS 84 before the lookup (said in `converted`)",
+        "schema": {"type": "string", "enum": list(COORDSYS_NAMES)},
     },
     {
         "name": "district",
@@ -165,7 +168,7 @@ async def lookup(request: Request) -> Any:
     lat = _number(query, "lat", -90, 90)
     address = _text(query, "address", 200)
     crs = _choice(query, "crs", ("EPSG:4326", "EPSG:4490")) or "EPSG:4326"
-    coordsys = _choice(query, "coordsys", ("wgs84", "cgcs2000", "gcj02"))
+    coordsys = _choice(query, "coordsys", COORDSYS_NAMES)
     district = _text(query, "district", 100)
     as_of = _date(query, "as_of")
     snap_m = _number(query, "snap_m", 0, 10_000) or 0.0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from api.cli import app as cli_app
-from geo.crs import wgs84_to_gcj02
+from geo.crs import Coordsys, wgs84_to_bd09
 from geo.lookup import GridLookup, sql_lookup
 from geo.store.session import transaction
 from tests.api.conftest import LiveServer
@@ -114,17 +114,59 @@ def test_point_at_sea_is_unassigned_with_nearest_grid(live_server: LiveServer) -
     assert snapped["snapped"] is True
 
 
-def test_gcj02_input_is_converted_before_lookup(live_server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    ("coordsys", "label"), [(Coordsys.GCJ02, "GCJ-02"), (Coordsys.BD09, "BD-09")]
+)
+def test_offset_input_is_converted_before_lookup(
+    live_server: LiveServer, coordsys: Coordsys, label: str
+) -> None:
+    """A point copied from AMap or Baidu lands in its grid only once converted."""
     lon, lat = 120.3825, 36.065  # inside G11
-    glon, glat = wgs84_to_gcj02(np.array([lon]), np.array([lat]))
+    olon, olat = (float(v[0]) for v in coordsys.from_wgs84(np.array([lon]), np.array([lat])))
     body = live_server.client.get(
-        "/lookup", params={"lon": float(glon[0]), "lat": float(glat[0]), "coordsys": "gcj02"}
+        "/lookup", params={"lon": olon, "lat": olat, "coordsys": coordsys.value}
     ).json()
     assert body["grid_code"] == "370202001001001"
-    assert "GCJ-02" in body["converted"]
-    assert math.isclose(body["lon"], lon, abs_tol=1e-6)
-    raw = live_server.client.get("/lookup", params={"lon": float(glon[0]), "lat": float(glat[0])})
-    assert raw.json()["grid_code"] != "370202001001001"  # the offset lands elsewhere
+    assert body["coordsys"] == coordsys.value
+    assert label in body["converted"] and "WGS 84" in body["converted"]
+    assert math.isclose(body["lon"], lon, abs_tol=1e-9)
+    assert math.isclose(body["lat"], lat, abs_tol=1e-9)
+    raw = live_server.client.get("/lookup", params={"lon": olon, "lat": olat}).json()
+    assert raw["grid_code"] != "370202001001001"  # the offset lands elsewhere
+    assert raw["converted"] is None and raw["coordsys"] == "wgs84"
+
+
+def test_batch_lookup_converts_bd09(live_server: LiveServer) -> None:
+    wgs = [(120.3825 + i * 0.005, 36.065) for i in range(4)]
+    blon, blat = wgs84_to_bd09(*np.array(wgs).T)
+    pts = [
+        {"id": i, "lon": float(x), "lat": float(y)}
+        for i, (x, y) in enumerate(zip(blon, blat, strict=True))
+    ]
+    answer = live_server.client.post("/lookup", params={"coordsys": "bd09"}, json=pts)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [a["grid_code"] for a in body] == [oracle(x, y) for x, y in wgs]
+    assert all("BD-09" in a["converted"] and a["coordsys"] == "bd09" for a in body)
+    wrong = live_server.client.post("/lookup", params={"coordsys": "baidu"}, json=pts)
+    assert wrong.status_code == 422
+    assert any("coordsys" in e["field"] for e in wrong.json()["errors"]), wrong.json()
+
+
+def test_cli_converts_bd09_as_the_api_does(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", live_server.database_url)
+    blon, blat = (repr(float(v)) for v in wgs84_to_bd09(120.3925, 36.065))
+    result = CliRunner().invoke(
+        cli_app, ["lookup", "--lon", blon, "--lat", blat, "--coordsys", "bd09", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    api = live_server.client.get(
+        "/lookup", params={"lon": blon, "lat": blat, "coordsys": "bd09"}
+    ).json()
+    assert json.loads(result.stdout) == api
+    assert api["grid_code"] == oracle(120.3925, 36.065)
 
 
 def test_cgcs2000_is_accepted_as_wgs84(live_server: LiveServer) -> None:
@@ -145,6 +187,7 @@ def test_cgcs2000_is_accepted_as_wgs84(live_server: LiveServer) -> None:
         ({"lon": "east", "lat": 36.0}, "lon", "number"),
         ({"lon": 120.38, "lat": 36.06, "district": "999999"}, "district", "no district"),
         ({"lon": 120.38, "lat": 36.06, "crs": "EPSG:3857"}, "crs", ""),
+        ({"lon": 120.38, "lat": 36.06, "coordsys": "baidu"}, "coordsys", "gcj02, bd09"),
         ({"lon": 120.38, "lat": 36.06, "snap_m": -1}, "snap_m", "between 0 and 10000"),
     ],
 )

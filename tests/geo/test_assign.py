@@ -319,7 +319,7 @@ def test_csv_without_coordinates_names_the_row(tmp_path: Path) -> None:
 
 def test_unknown_extension_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="extension"):
-        assign_files(tmp_path / "g.shp", tmp_path / "p.csv", tmp_path / "o.csv")
+        assign_files(tmp_path / "g.kml", tmp_path / "p.csv", tmp_path / "o.csv")
 
 
 # --- raster strategies --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Metric CRS choice and the GCJ-02 offset."""
+"""Metric CRS choice and the GCJ-02 and BD-09 offsets."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.crs import (
+    Coordsys,
+    bd09_to_gcj02,
+    bd09_to_wgs84,
+    gcj02_to_bd09,
     gcj02_to_wgs84,
     is_wgs84_like,
     metric_crs_for,
     to_metric,
     to_wgs84,
+    wgs84_to_bd09,
     wgs84_to_gcj02,
 )
 
@@ -91,3 +96,88 @@ def test_outside_china_unchanged_and_vectorised() -> None:
     assert glon[2] != lon[2]
     wlon, wlat = gcj02_to_wgs84(lon[:2], lat[:2])
     assert wlon.tolist() == lon[:2].tolist() and wlat.tolist() == lat[:2].tolist()
+
+
+# --- BD-09 -----------------------------------------------------------------------------------
+
+#: (gcj lon, gcj lat, bd lon, bd lat): the coordtransform project's published example
+#: (Tiananmen), and Beijing railway station as AMap and Baidu show it (5 decimals).
+KNOWN_BD = [
+    (116.404, 39.915, 116.41036949371029, 39.92133699351021, 1e-9),
+    (116.42703, 39.90245, 116.43351, 39.90851, 1e-5),
+]
+#: The same project's one-step inverse of BD-09 (116.404, 39.915): right to about 1e-6
+#: degrees; the iterated inverse must agree with it to that and be exact where it is not.
+PUBLISHED_BD_INVERSE = (116.39762729119315, 39.90865673957631)
+
+
+@pytest.mark.parametrize(("glon", "glat", "blon", "blat", "tol"), KNOWN_BD)
+def test_known_bd09_pairs(glon: float, glat: float, blon: float, blat: float, tol: float) -> None:
+    lon, lat = gcj02_to_bd09(glon, glat)
+    assert lon == pytest.approx(blon, abs=tol) and lat == pytest.approx(blat, abs=tol)
+    back_lon, back_lat = bd09_to_gcj02(blon, blat)
+    assert back_lon == pytest.approx(glon, abs=max(tol, 1e-9))
+    assert back_lat == pytest.approx(glat, abs=max(tol, 1e-9))
+
+
+def test_bd09_inverse_refines_the_published_approximation() -> None:
+    lon, lat = bd09_to_gcj02(116.404, 39.915)
+    want_lon, want_lat = PUBLISHED_BD_INVERSE
+    assert lon == pytest.approx(want_lon, abs=2e-6) and lat == pytest.approx(want_lat, abs=2e-6)
+    assert (lon, lat) != pytest.approx(PUBLISHED_BD_INVERSE, abs=1e-8)  # iterated, not copied
+    f_lon, f_lat = gcj02_to_bd09(lon, lat)
+    assert f_lon == pytest.approx(116.404, abs=1e-11) and f_lat == pytest.approx(39.915, abs=1e-11)
+
+
+def test_bd09_offset_in_dalian_is_hundreds_of_metres() -> None:
+    import pyproj
+
+    lon, lat = wgs84_to_bd09(121.6, 38.9)
+    dist = pyproj.Geod(ellps="WGS84").inv(121.6, 38.9, float(lon), float(lat))[2]
+    assert 800 < dist < 1500  # GCJ-02's ~600 m plus Baidu's ~700 m, roughly aligned
+
+
+CHINA_POINTS = st.lists(
+    st.tuples(st.floats(73.0, 135.0), st.floats(18.0, 53.0)), min_size=1, max_size=50
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(CHINA_POINTS)
+def test_bd09_round_trips(points: list[tuple[float, float]]) -> None:
+    lon, lat = np.array(points).T
+    blon, blat = gcj02_to_bd09(lon, lat)
+    glon, glat = bd09_to_gcj02(blon, blat)
+    assert np.max(np.abs(glon - lon)) < 1e-9 and np.max(np.abs(glat - lat)) < 1e-9
+    wlon, wlat = bd09_to_wgs84(*wgs84_to_bd09(lon, lat))
+    assert np.max(np.abs(wlon - lon)) < 1e-6 and np.max(np.abs(wlat - lat)) < 1e-6
+
+
+@settings(max_examples=100, deadline=None)
+@given(CHINA_POINTS, st.sampled_from(list(Coordsys)))
+def test_coordsys_converts_both_ways(points: list[tuple[float, float]], system: Coordsys) -> None:
+    """Each system's to_wgs84 undoes its from_wgs84; only GCJ-02 and BD-09 move points."""
+    lon, lat = np.array(points).T
+    olon, olat = system.from_wgs84(lon, lat)
+    assert system.is_offset == bool(np.any((olon != lon) | (olat != lat)))
+    wlon, wlat = system.to_wgs84(olon, olat)
+    assert np.max(np.abs(wlon - lon)) < 1e-6 and np.max(np.abs(wlat - lat)) < 1e-6
+
+
+def test_coordsys_converts_every_vertex_of_geometries() -> None:
+    """Shared vertices stay shared: two squares converted keep their common edge."""
+    a, b = shapely.box(121.60, 38.90, 121.61, 38.91), shapely.box(121.61, 38.90, 121.62, 38.91)
+    wgs = Coordsys.BD09.geometries_to_wgs84([a, b])
+    assert shapely.get_num_coordinates(wgs).tolist() == [5, 5]
+    shared = shapely.intersection(wgs[0], wgs[1])
+    assert shared.geom_type == "LineString" and shapely.area(shapely.union(*wgs)) > 0
+    xy = shapely.get_coordinates(b)
+    lon, lat = bd09_to_wgs84(xy[:, 0], xy[:, 1])
+    assert np.array_equal(shapely.get_coordinates(wgs[1]), np.column_stack([lon, lat]))
+    assert Coordsys.WGS84.geometries_to_wgs84([a])[0].equals(a)
+    assert len(Coordsys.GCJ02.geometries_to_wgs84([])) == 0
+
+
+def test_bd09_and_non_finite_inputs_pass_through() -> None:
+    lon, lat = bd09_to_gcj02([np.nan, 121.6], [38.9, np.inf])
+    assert np.isnan(lon[0]) and np.isinf(lat[1])

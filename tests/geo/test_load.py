@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app
+from geo.crs import Coordsys
 from geo.grids import DistrictData
 from geo.io import arrow_table
 from geo.store.queries import count_rows, district_counts, list_district_codes, load_district_data
@@ -198,11 +200,16 @@ def _replace_file(paths: list[Path], layer: str, new: Path) -> list[Path]:
     return [new if p.stem == layer else p for p in paths]
 
 
-def _shapefile(tmp: Path) -> list[Path]:
+def _zipped_shapefile(tmp: Path) -> list[Path]:
     paths = write(tmp / "layers", "geojson")
     shp = tmp / "grids.shp"
     pyogrio.write_dataframe(district_layers()["grids"], shp, driver="ESRI Shapefile")
-    return _replace_file(paths, "grids", shp)
+    zipped = tmp / "grids.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for part in tmp.glob("grids.*"):
+            if part != zipped:
+                archive.write(part, part.name)
+    return _replace_file(paths, "grids", zipped)
 
 
 def _unknown_layer(tmp: Path) -> list[Path]:
@@ -300,12 +307,14 @@ BROKEN: dict[str, Broken] = {
         fix="add the 'community_code' column",
     ),
     "unsupported format": Broken(
-        _shapefile, ("unsupported format '.shp'",), fix="GeoPackage (.gpkg)"
+        _zipped_shapefile, ("unsupported format '.zip'",), fix="unzip a zipped one first"
     ),
     "file of no known layer": Broken(
         _unknown_layer, ("cannot tell which layer 'parcels.geojson' holds",), fix="grids.geojson"
     ),
-    "corrupt GeoPackage": Broken(_corrupt_gpkg, ("cannot read",), fix="valid GeoPackage"),
+    "corrupt GeoPackage": Broken(
+        _corrupt_gpkg, ("the GeoPackage file is damaged",), fix="export it again as GeoPackage"
+    ),
     "no CRS, coordinates in metres": Broken(
         _metres_without_crs,
         ("no CRS declared", "are not longitude/latitude"),
@@ -573,10 +582,14 @@ def test_dry_run_validates_and_stores_nothing(loaded: str, cli_env: str, tmp_pat
     result = invoke("load", *map(str, write(tmp_path)), "--replace", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
-    assert {k: verdict[k] for k in ("valid", "district_code", "repairs")} == {
+    assert {
+        k: verdict[k] for k in ("valid", "district_code", "repairs", "coordsys", "converted")
+    } == {
         "valid": True,
         "district_code": CODE,
         "repairs": 0,
+        "coordsys": "wgs84",
+        "converted": None,
     }
     assert verdict["noding"]["noise_pieces"] == 0 and verdict["noding"]["max_move_m"] < 0.01
     assert fingerprint(loaded) == before
@@ -827,3 +840,41 @@ def test_a_refusal_with_json_is_json(loaded: str, cli_env: str, tmp_path: Path) 
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
     assert payload["problems"][0]["reason"] == "file not found"
+
+
+# --- drawn on AMap or Baidu ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coordsys", [Coordsys.GCJ02, Coordsys.BD09])
+def test_district_drawn_on_amap_or_baidu_is_stored_in_wgs84(
+    loaded: str, cli_env: str, tmp_path: Path, coordsys: Coordsys
+) -> None:
+    """``--coordsys`` converts every vertex before validation; the summary says so."""
+    code = "379903"
+    east = np.array([0.05, 0.0])  # beside the module's districts, not over them
+    wgs = {
+        name: frame.set_geometry(shapely.transform(frame.geometry.to_numpy(), lambda c: c + east))
+        for name, frame in district_layers(code).items()
+    }
+    drawn = {
+        name: frame.set_geometry(coordsys.geometries_from_wgs84(frame.geometry.to_numpy()))
+        for name, frame in wgs.items()
+    }
+    paths = write_handmade(tmp_path, "csv", **drawn)
+    try:
+        result = invoke("load", *map(str, paths), "--coordsys", coordsys.value, "--json")
+        assert result.exit_code == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["district_code"] == code and summary["coordsys"] == coordsys.value
+        assert summary["converted"].startswith(f"converted from {coordsys.label} to WGS 84")
+        assert f"converted from {coordsys.label}" in one_line(result.stderr)
+        got = stored(loaded, code)
+        for name, key in (("grids", "code"), ("buildings", "building_id")):
+            a, b = _sorted(got.layer(name), key), _sorted(wgs[name], key)
+            for stored_geom, wanted in zip(a.geometry, b.geometry, strict=True):
+                assert shapely.hausdorff_distance(stored_geom, wanted) < 1e-9
+        again = invoke("load", *map(str, paths), "--coordsys", coordsys.value, "--replace")
+        assert again.exit_code == 0, again.stderr
+        assert f"Coordinates converted from {coordsys.label} to WGS 84" in one_line(again.stdout)
+    finally:
+        delete_district(loaded, code)
