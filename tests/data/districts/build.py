@@ -327,8 +327,11 @@ def tjunction_vertices(geoms: Sequence[BaseGeometry]) -> list[tuple[float, float
     return sorted(out)
 
 
-def shared_edge_midpoints(geoms: Sequence[BaseGeometry]) -> list[tuple[float, float]]:
-    """Midpoints of the segments two polygons share (in the drawing CRS), sorted."""
+def shared_edge_midpoints(
+    geoms: Sequence[BaseGeometry], min_length: float = 1.0
+) -> list[tuple[float, float]]:
+    """Midpoints of the first segment of every boundary two polygons share (at least
+    ``min_length`` long, in drawing-CRS units), sorted."""
     tree = shapely.STRtree(list(geoms))
     out: set[tuple[float, float]] = set()
     for i, g in enumerate(geoms):
@@ -336,13 +339,13 @@ def shared_edge_midpoints(geoms: Sequence[BaseGeometry]) -> list[tuple[float, fl
             if j <= i:
                 continue
             common = shapely.intersection(g.boundary, geoms[j].boundary)
-            for part in shapely.get_parts(
-                shapely.line_merge(common) if common.geom_type != "Point" else common
-            ):
-                if part.geom_type == "LineString" and part.length > 1:
+            lines = [p for p in shapely.get_parts(common) if p.geom_type == "LineString"]
+            if not lines:
+                continue
+            for part in shapely.get_parts(shapely.line_merge(MultiLineString(lines))):
+                if part.length >= min_length:
                     c = shapely.get_coordinates(part)
-                    a, b = c[0], c[1]
-                    out.add(((a[0] + b[0]) / 2, (a[1] + b[1]) / 2))
+                    out.add(((c[0][0] + c[1][0]) / 2, (c[0][1] + c[1][1]) / 2))
     return sorted(out)
 
 
@@ -1388,7 +1391,7 @@ def d5_csv_gbk() -> Drawing:
             points.append(Point(box.bounds[0] + u * STEP / 16, box.bounds[1] + v * STEP / 16))
     specials = (
         shared_vertices([g.geom for g in grids], 3)[:10]
-        + shared_edge_midpoints([g.geom for g in grids])[:10]
+        + shared_edge_midpoints([g.geom for g in grids], STEP / 2)[:10]
     )
     points.extend(Point(xy) for xy in specials)
     for k, p in enumerate(points):
