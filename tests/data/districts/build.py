@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,11 +273,6 @@ def as_multi(geom: BaseGeometry) -> MultiPolygon:
     return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom])
 
 
-def round_geom(geom: BaseGeometry, decimals: int) -> BaseGeometry:
-    """Coordinates rounded (e.g. to the millimetre in metres): identical inputs stay identical."""
-    return shapely.transform(geom, lambda xy: np.round(xy, decimals))
-
-
 # --------------------------------------------------------------------------- points
 
 
@@ -476,19 +472,6 @@ def write_gpkg(
         pyogrio.write_dataframe(
             frame, path, layer=name, driver="GPKG", layer_options={"SPATIAL_INDEX": "NO"}, **kwargs
         )
-
-
-def write_csv_points(
-    frame: gpd.GeoDataFrame, path: Path, encoding: str, columns: dict[str, str] | None = None
-) -> None:
-    """Points as CSV with ``lon``/``lat`` (EPSG:4326) columns, in ``encoding``."""
-    lonlat = frame.to_crs("EPSG:4326")
-    table = pd.DataFrame(lonlat.drop(columns="geometry"))
-    table["lon"] = [f"{x:.10f}".rstrip("0") for x in lonlat.geometry.x]
-    table["lat"] = [f"{y:.10f}".rstrip("0") for y in lonlat.geometry.y]
-    if columns:
-        table = table.rename(columns=columns)
-    table.to_csv(path, index=False, encoding=encoding, lineterminator="\r\n")
 
 
 # --------------------------------------------------------------------------- measurements
@@ -1260,8 +1243,6 @@ def write_d4(d: Drawing) -> dict[str, Any]:
     for name, frame in layers.items():
         path = folder / f"{name}.shp"
         # DBF field names hold 10 bytes: GDAL truncates community_code to community_ etc.
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             pyogrio.write_dataframe(frame, path, encoding="GBK", layer_options=DBF_DATE)
@@ -1712,10 +1693,6 @@ def gcj02_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
     return w_lon, w_lat
 
 
-def polyline_cut(points: Sequence[tuple[float, float]]) -> LineString:
-    return LineString(points)
-
-
 D7_STREETS = {  # real names and codes (NBS 2022 via modood/Administrative-divisions-of-China)
     "nw": ("210204011000", "李家街道"),
     "sw": ("210204010000", "黑石礁街道"),
@@ -1751,7 +1728,7 @@ def d7_shahekou() -> Drawing:
         return (round(minx + fx * w), round(miny + fy * h))
 
     # a north-south street line with jogs every ~1.5 km, beyond the outline at both ends
-    ns = polyline_cut(
+    ns = LineString(
         [
             at(0.47, -0.05),
             at(0.47, 0.15),
@@ -1764,8 +1741,8 @@ def d7_shahekou() -> Drawing:
         ]
     )
     west, east = split_by(outline, ns, lambda p: int(_side(ns, p) < 0))
-    ew_w = polyline_cut([at(-0.05, 0.50), at(0.22, 0.52), at(0.50, 0.50)])
-    ew_e = polyline_cut([at(0.40, 0.58), at(0.70, 0.60), at(1.05, 0.57)])
+    ew_w = LineString([at(-0.05, 0.50), at(0.22, 0.52), at(0.50, 0.50)])
+    ew_e = LineString([at(0.40, 0.58), at(0.70, 0.60), at(1.05, 0.57)])
     sw, nw = split_by(west, ew_w, lambda p: int(_side(ew_w, p) > 0))
     se, ne = split_by(east, ew_e, lambda p: int(_side(ew_e, p) > 0))
     parts = {"nw": nw, "sw": sw, "ne": ne, "se": se}
