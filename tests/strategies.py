@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import geopandas as gpd
 import numpy as np
 import shapely
 from hypothesis import strategies as st
+from pyproj import Transformer
 
 #: Origin and step of the dyadic lattice (exact in binary floating point).
 LON0, LAT0, STEP = 121.5, 38.875, 2.0**-10
@@ -154,3 +156,151 @@ def points_for(draw: st.DrawFn, tiling: Tiling, max_size: int = 60) -> list[tupl
         if named:
             kinds.append(st.sampled_from(named))
     return draw(st.lists(st.one_of(*kinds), min_size=0, max_size=max_size))
+
+
+# --- districts drawn in metres and reprojected -------------------------------------------
+
+
+@dataclass
+class DrawnDistrict:
+    """The seven contract layers of a district drawn in ``drawn_crs`` (whole metres, an exact
+    tiling there) and reprojected to EPSG:4326 vertex by vertex: ``layers`` as a planner's
+    export would deliver them, ``drawn`` as drawn."""
+
+    drawn_crs: str
+    layers: dict[str, gpd.GeoDataFrame]
+    drawn: dict[str, gpd.GeoDataFrame]
+
+
+#: Projected CRSs a Dalian planner draws in, each with a (lon, lat) inside its zone.
+DRAWING_CRS = (
+    ("EPSG:4549", 121.20, 38.82),  # CGCS2000 / 3-degree Gauss-Kruger CM 120E
+    ("EPSG:4550", 121.62, 38.90),  # CGCS2000 / 3-degree Gauss-Kruger CM 123E
+    ("EPSG:32651", 121.90, 39.05),  # WGS 84 / UTM 51N
+)
+
+
+def _split_boxes(
+    draw: st.DrawFn, box: tuple[int, int, int, int], pieces: int, vertical: bool, min_side: int
+) -> list[tuple[int, int, int, int]]:
+    """``box`` halved recursively along alternating axes at drawn whole-metre positions."""
+    if pieces <= 1:
+        return [box]
+    x0, y0, x1, y1 = box
+    lo, hi = (x0, x1) if vertical else (y0, y1)
+    if hi - lo < 2 * min_side:
+        vertical = not vertical
+        lo, hi = (x0, x1) if vertical else (y0, y1)
+        if hi - lo < 2 * min_side:
+            return [box]
+    at = draw(st.integers(lo + min_side, hi - min_side))
+    a, b = (
+        ((x0, y0, at, y1), (at, y0, x1, y1)) if vertical else ((x0, y0, x1, at), (x0, at, x1, y1))
+    )
+    left = pieces // 2
+    return _split_boxes(draw, a, left, not vertical, min_side) + _split_boxes(
+        draw, b, pieces - left, not vertical, min_side
+    )
+
+
+@st.composite
+def projected_districts(
+    draw: st.DrawFn, max_east_west_m: int = 550, max_north_south_m: int = 2000
+) -> DrawnDistrict:
+    """A small district drawn in metres (GK CM 120E/123E or UTM 51N) by recursive splits:
+    streets split the district, communities their street, grids their community, so each
+    level groups the one below and every cut ending on a parent's edge is a T-junction for
+    the other side. Straight edges run up to ``max_north_south_m`` north-south; east-west
+    ones stay within ``max_east_west_m``, because a straight east-west edge of length L
+    bends about L**2 * tan(lat) / (8 R) away from its reprojected chord (5 mm at 550 m),
+    which is the noise gridmap must node. Buildings sit inside grids and on shared corners.
+    """
+    crs, lon, lat = draw(st.sampled_from(DRAWING_CRS))
+    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    ox, oy = (round(v) for v in to_crs.transform(lon, lat))
+    width = draw(st.integers(12, max_east_west_m // 10)) * 10
+    height = draw(st.integers(30, max_north_south_m // 10)) * 10
+    code = "219199"
+    streets = _split_boxes(draw, (0, 0, width, height), draw(st.integers(2, 3)), True, 40)
+    rows: dict[str, list[dict[str, object]]] = {"streets": [], "communities": [], "grids": []}
+    for s, sb in enumerate(streets, start=1):
+        s_code = f"{code}{s:03d}000"
+        rows["streets"].append({"code": s_code, "name": f"街道{s}", "district_code": code, "b": sb})
+        comms = _split_boxes(draw, sb, draw(st.integers(1, 3)), False, 30)
+        for c, cb in enumerate(comms, start=1):
+            c_code = f"{code}{s:03d}{c:03d}"
+            rows["communities"].append(
+                {"code": c_code, "name": f"社区{s}-{c}", "street_code": s_code, "b": cb}
+            )
+            for g, gb in enumerate(
+                _split_boxes(draw, cb, draw(st.integers(1, 4)), True, 20), start=1
+            ):
+                rows["grids"].append(
+                    {
+                        "code": f"{c_code}{g:03d}",
+                        "community_code": c_code,
+                        "name": f"网格{g}",
+                        "b": gb,
+                    }
+                )
+
+    def frame(items: list[dict[str, object]]) -> gpd.GeoDataFrame:
+        boxes = [it.pop("b") for it in items]
+        geoms = [shapely.box(ox + b[0], oy + b[1], ox + b[2], oy + b[3]) for b in boxes]  # type: ignore[index]
+        return gpd.GeoDataFrame(items, geometry=geoms, crs=crs)
+
+    drawn = {
+        "district": gpd.GeoDataFrame(
+            {"code": [code], "name": ["绘制区"]},
+            geometry=[shapely.box(ox, oy, ox + width, oy + height)],
+            crs=crs,
+        ),
+        **{name: frame(items) for name, items in rows.items()},
+    }
+    points: list[shapely.Point] = []
+    for geom in drawn["grids"].geometry:
+        x0, y0, x1, y1 = (int(v) for v in geom.bounds)
+        for _ in range(draw(st.integers(1, 3))):
+            points.append(
+                shapely.Point(draw(st.integers(x0 + 1, x1 - 1)), draw(st.integers(y0 + 1, y1 - 1)))
+            )
+    corners = sorted(
+        {tuple(xy) for xy in shapely.get_coordinates(drawn["grids"].geometry.values).tolist()}
+    )
+    points += [
+        shapely.Point(xy)
+        for xy in draw(st.lists(st.sampled_from(corners), max_size=4, unique=True))
+    ]
+    n = len(points)
+    drawn["buildings"] = gpd.GeoDataFrame(
+        {
+            "building_id": [f"D{i:05d}" for i in range(n)],
+            "address": [f"绘制路{i + 1}号" for i in range(n)],
+            "households": draw(st.lists(st.integers(5, 200), min_size=n, max_size=n)),
+        },
+        geometry=points,
+        crs=crs,
+    )
+    drawn["reports"] = gpd.GeoDataFrame(
+        {
+            "report_id": [f"DR{i:04d}" for i in range(min(n, 5))],
+            "category": ["sanitation"] * min(n, 5),
+            "reported_at": ["2025-05-01T09:00:00+08:00"] * min(n, 5),
+        },
+        geometry=points[:5],
+        crs=crs,
+    )
+    drawn["roads"] = gpd.GeoDataFrame(
+        {"name": ["绘制路"]},
+        geometry=[shapely.LineString([(ox, oy), (ox, oy + height)])],
+        crs=crs,
+    )
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+    def reproject(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        geoms = shapely.transform(
+            g.geometry.values, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))
+        )
+        return gpd.GeoDataFrame(g.drop(columns="geometry"), geometry=geoms, crs="EPSG:4326")
+
+    return DrawnDistrict(crs, {k: reproject(v) for k, v in drawn.items()}, drawn)
