@@ -15,9 +15,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
-from geo.crs import Coordsys, metric_crs_for_bounds
+from geo.crs import WGS84, Coordsys, metric_crs_for_bounds
 from geo.errors import DataRefused, Problem
 from geo.io import (
     FORMATS,
@@ -268,7 +268,7 @@ def validate_district(
     )
     metric = metric_crs_for_bounds(tuple(data.district.total_bounds))
     say("checking buildings and reports")
-    _check_points_inside(data, metric, problems)
+    _check_points_inside(data, metric, problems, tolerance_m)
     if problems:
         raise DataRefused(problems=problems)
     return data, repairs
@@ -673,18 +673,30 @@ def _redraw_fix(finding: Finding, repair_width_m: float) -> str:
     )
 
 
-def _check_points_inside(data: DistrictData, metric: CRS, problems: list[Problem]) -> None:
+def _check_points_inside(
+    data: DistrictData, metric: CRS, problems: list[Problem], tolerance_m: float
+) -> None:
+    """Buildings must lie in the district: one on its outline (within the tolerance, where
+    reprojection may leave it a millimetre outside) is in; one further out is a mistake."""
     district = data.district.geometry.iat[0]
     buildings = data.buildings
     if buildings.empty:
         return
     shapely.prepare(district)
-    inside = shapely.covers(district, buildings.geometry.to_numpy())
-    for i in np.flatnonzero(~inside)[:50]:
-        pt = buildings.geometry.iat[i]
+    outside = np.flatnonzero(~shapely.covers(district, buildings.geometry.to_numpy()))
+    if len(outside) == 0:
+        return
+    to_m = Transformer.from_crs(WGS84, metric, always_xy=True)
+    outline_m = shapely.transform(district, lambda xy: np.column_stack(to_m.transform(*xy.T)))
+    points = buildings.geometry.to_numpy()[outside]
+    points_m = shapely.transform(points, lambda xy: np.column_stack(to_m.transform(*xy.T)))
+    distance = shapely.distance(outline_m, points_m)
+    for i, pt, far in zip(outside.tolist(), points, distance.tolist(), strict=True):
+        if far <= tolerance_m:
+            continue
         problems.append(
             Problem(
-                f"building at ({pt.x:.6f}, {pt.y:.6f}) lies outside the district",
+                f"building at ({pt.x:.6f}, {pt.y:.6f}) lies {far:,.2f} m outside the district",
                 file=data.sources.get("buildings"),
                 layer="buildings",
                 feature=_feature_label(buildings, "buildings", i),

@@ -405,12 +405,23 @@ def oracle(grids: dict[str, ExactPolygon], x: float, y: float) -> str | None:
     return min(covering) if covering else None
 
 
+TOLERANCE_M = 0.01
+
+
+def metres_to(polygon: shapely.Geometry, x: float, y: float) -> float:
+    """Distance in metres from a lon/lat point to a lon/lat polygon (local scale)."""
+    kx = np.cos(np.radians(y)) * 111_320.0
+    scaled = shapely.transform(polygon, lambda c: (c - [x, y]) * [kx, 111_320.0])
+    return float(shapely.distance(scaled, shapely.Point(0.0, 0.0)))
+
+
 def oracle_problems(store: Store) -> list[str]:
     """Every building and report in the grid of the published plan the oracle gives it."""
     plan = store.published()
     if plan is None:
         return ["no single published plan"]
-    grids = {c: ExactPolygon(c, g) for c, g in store.geometries("grids", plan).items()}
+    shapes = store.geometries("grids", plan)
+    grids = {c: ExactPolygon(c, g) for c, g in shapes.items()}
     out: list[str] = []
     for table, key in (("buildings", "building_id"), ("reports", "report_id")):
         rows = store.rows(
@@ -421,6 +432,11 @@ def oracle_problems(store: Store) -> list[str]:
         for ident, x, y, code, plan_of in rows:
             want = oracle(grids, x, y)
             got = code if plan_of in (None, plan) else f"{code} of plan {plan_of}"
+            if want is None and table == "buildings" and code in shapes:
+                # A building on the outline, a reprojection's millimetre outside every
+                # grid, belongs to the grid within the tolerance (the load snaps it).
+                if metres_to(shapes[code], x, y) <= TOLERANCE_M:
+                    continue
             if got != want:
                 wrong.append(f"{ident} at ({x!r}, {y!r}): stored {got}, oracle {want}")
         out.extend(_listed(f"{table} not where the rule puts them", wrong))

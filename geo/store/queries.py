@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from geo.errors import Conflict, DataRefused, NotFound
 from geo.grids import REQUIRED_COLUMNS, DistrictData, Repair, parse_times
+from geo.precision import DEFAULT_TOLERANCE_M
 from geo.store.models import (
     SRID,
     Building,
@@ -213,7 +214,9 @@ def store_district(
     say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
     # validate_district has just checked every grid geometry.
     index = GridIndex.from_frame(data.grids, code_column="code", validated=True)
-    b_codes = _assign_codes(index, data.buildings)
+    # A building on the outline may sit a reprojection's millimetre outside every grid:
+    # within the tolerance it belongs to the nearest one (validation refused the rest).
+    b_codes = _assign_codes(index, data.buildings, snap_m=_tolerance(tolerance_m))
     r_codes = _assign_codes(index, data.reports)
 
     say(f"writing {len(data.buildings):,} buildings")
@@ -277,10 +280,8 @@ def refuse_overlaps(
     overlap is measured by ``geo.districts.district_overlaps``.
     """
     from geo.districts import district_overlaps
-    from geo.settings import GridmapSettings
 
-    if tolerance_m is None:
-        tolerance_m = float(GridmapSettings.model_fields["tolerance_m"].default)
+    tolerance_m = _tolerance(tolerance_m)
     outline = data.district.geometry.iat[0]
     rows = session.execute(
         select(District.code, District.name, func.ST_AsBinary(District.geom))
@@ -327,11 +328,18 @@ def _store_first_plan_metrics(session: Session, plan_id: int, data: DistrictData
     )
 
 
-def _assign_codes(index: Any, points: gpd.GeoDataFrame) -> list[str | None]:
+def _tolerance(tolerance_m: float | None) -> float:
+    """The tolerance given, else the settings' default."""
+    if tolerance_m is None:
+        return DEFAULT_TOLERANCE_M
+    return tolerance_m
+
+
+def _assign_codes(index: Any, points: gpd.GeoDataFrame, snap_m: float = 0.0) -> list[str | None]:
     if points.empty:
         return []
     xy = shapely.get_coordinates(points.geometry.to_numpy())
-    result = index.assign(xy[:, 0], xy[:, 1])
+    result = index.assign(xy[:, 0], xy[:, 1], snap_m=snap_m)
     return list(result.grid_code)
 
 
