@@ -38,7 +38,7 @@ def load(
     json_output: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Load a district that follows the data contract, in one transaction."""
-    from geo.grids import read_district, validate_district
+    from geo.grids import naive_times, read_district, validate_district
     from geo.io import InputLimits
     from geo.store.queries import store_district
     from geo.store.session import transaction
@@ -58,9 +58,19 @@ def load(
         for fix in repairs:
             step(f"[yellow]repaired[/] {fix}")
         if dry_run:
+            naive = naive_times(data)
+            if naive:
+                step(f"[yellow]note[/] {naive:,} report times had no offset: taken as +08:00")
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
-                print_json({"valid": True, "district_code": data.code, "repairs": len(repairs)})
+                print_json(
+                    {
+                        "valid": True,
+                        "district_code": data.code,
+                        "repairs": len(repairs),
+                        "naive_times": naive,
+                    }
+                )
             return
         url = database_url(config)
         with transaction(url) as session:
@@ -94,6 +104,11 @@ def load(
         f"{summary.reports_unassigned:,} reports. "
         f"{'Replaced the stored district. ' if summary.replaced else ''}"
         f"{len(summary.repairs)} repairs. Stored in {summary.seconds:.1f} s."
+        + (
+            f" {summary.naive_times:,} report times without an offset were taken as +08:00."
+            if summary.naive_times
+            else ""
+        )
     )
 
 

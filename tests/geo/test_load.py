@@ -376,10 +376,10 @@ BROKEN: dict[str, Broken] = {
         lambda tmp: write(
             tmp, grids=changed("grids", e=lambda f: f.loc.__setitem__((0, "code"), None))
         ),
-        ("missing code",),
+        ("code is empty",),
         layer="grids",
         feature="#0",
-        fix="give every feature of grids a code",
+        fix="fill in the code of every grids feature",
     ),
     "duplicate report id": Broken(
         lambda tmp: write(
@@ -566,7 +566,12 @@ def test_dry_run_validates_and_stores_nothing(loaded: str, cli_env: str, tmp_pat
     before = fingerprint(loaded)
     result = invoke("load", *map(str, write(tmp_path)), "--replace", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"valid": True, "district_code": CODE, "repairs": 0}
+    assert json.loads(result.stdout) == {
+        "valid": True,
+        "district_code": CODE,
+        "repairs": 0,
+        "naive_times": 0,
+    }
     assert fingerprint(loaded) == before
 
 
