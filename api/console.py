@@ -51,7 +51,6 @@ def reports_errors(func: F) -> F:
 
 def report(error: GridmapError, *, json_output: bool) -> None:
     """One line per problem on stderr (a sample of each kind and a count); JSON on stdout."""
-    problems = getattr(error, "problems", None)
     if isinstance(error, DataRefused):
         if json_output:
             print_json(
@@ -66,15 +65,7 @@ def report(error: GridmapError, *, json_output: bool) -> None:
             err.print(f"  [red]-[/] {escape(line)}", highlight=False)
         return
     if json_output:
-        print_json(
-            {
-                "error": True,
-                "field": error.field,
-                "reason": error.reason,
-                "fix": error.fix,
-                **({"problems": [p.as_dict() for p in problems]} if problems else {}),
-            }
-        )
+        print_json({"error": True, **error.details()})
     err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
 
 

@@ -25,7 +25,6 @@ from geo.errors import (
     InvalidInput,
     NotAllowed,
     NotFound,
-    ProcessingFailed,
     RateLimited,
     Unauthenticated,
     library_errors,
@@ -70,7 +69,7 @@ async def _gridmap_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GridmapError)
     status, title = next((s, t) for cls, s, t in STATUS if isinstance(exc, cls))
     errors: list[dict[str, Any]] = []
-    if isinstance(exc, DataRefused | ProcessingFailed):
+    if exc.problems:
         errors = [p.as_dict() for p in exc.problems]
     elif exc.field:
         errors = [

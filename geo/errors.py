@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: A refusal prints at most this many problems of one kind, then says how many more there are.
@@ -80,11 +80,21 @@ def problem_lines(problems: Sequence[Problem], per_kind: int = SHOWN_PER_KIND) -
 class GridmapError(Exception):
     """Base of every error gridmap raises on purpose."""
 
+    #: Where the error names several things (a refused file, a failed step): one per thing.
+    problems: Sequence[Problem] = ()
+
     def __init__(self, reason: str, *, field: str | None = None, fix: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.field = field
         self.fix = fix
+
+    def details(self) -> dict[str, Any]:
+        """Field, reason, fix and the problems: what ``--json`` and a failed job show."""
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason, "fix": self.fix}
+        if self.problems:
+            out["problems"] = [p.as_dict() for p in self.problems]
+        return out
 
     def __str__(self) -> str:
         text = f"{self.field}: {self.reason}" if self.field else self.reason
@@ -192,7 +202,8 @@ class ProcessingFailed(InvalidInput):
         self.library = library
 
     def __str__(self) -> str:
-        return f"{self.problems[0]}; nothing was stored"
+        problem = self.problems[0]
+        return str(replace(problem, reason=f"{problem.reason}; nothing was stored"))
 
 
 _WHERE = "gridmap_where"
@@ -256,7 +267,8 @@ def _geos_failure(exc: BaseException, context: dict[str, Any]) -> tuple[str, Pro
     if not isinstance(exc, GEOSException):
         return None
     message = str(exc).replace(" This can occur if the input geometry is invalid.", "").strip()
-    at = re.search(r" at (-?\d[\d.e+-]*) (-?\d[\d.e+-]*)", message)
+    number = r"(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
+    at = re.search(rf" at {number} {number}\.?", message)
     feature = None
     near = ""
     if at:
@@ -267,8 +279,8 @@ def _geos_failure(exc: BaseException, context: dict[str, Any]) -> tuple[str, Pro
     return "GEOS", Problem(
         f"GEOS could not process the geometry{near}: {message}",
         feature=feature,
-        fix="check that the geometries there are valid (a GIS's validity check; "
-        "`gridmap load --repair` makes invalid rings valid), then run the step again",
+        fix="make the geometries there valid (ST_IsValid in PostGIS or a GIS's validity "
+        "check finds them; `gridmap load --repair` fixes invalid rings of a file) and retry",
     )
 
 
