@@ -274,8 +274,8 @@ def _geos_failure(exc: BaseException, context: dict[str, Any]) -> tuple[str, Pro
     if at:
         x, y = float(at.group(1)), float(at.group(2))
         message = message[: at.start()] + message[at.end() :]
+        x, y, feature = _locate(context.get("shapes"), x, y)
         near = f" near ({x:.6f}, {y:.6f})" if abs(x) <= 360 else f" near ({x:.2f}, {y:.2f})"
-        feature = _feature_at(context.get("shapes"), x, y)
     return "GEOS", Problem(
         f"GEOS could not process the geometry{near}: {message}",
         feature=feature,
@@ -284,19 +284,32 @@ def _geos_failure(exc: BaseException, context: dict[str, Any]) -> tuple[str, Pro
     )
 
 
-def _feature_at(
+def _locate(
     shapes: tuple[Sequence[Any], Sequence[Any]] | None, x: float, y: float
-) -> str | None:
-    """Labels of the geometries at a GEOS error's location (it may be in another CRS: none)."""
-    if shapes is None:
-        return None
+) -> tuple[float, float, str | None]:
+    """The lon/lat of a GEOS error's location and the labels of the features there.
+
+    ``shapes`` are in lon/lat; a location that is not lon/lat comes from a measurement in
+    the data's UTM zone (``geo.crs.metric_crs_for_bounds``), so it is projected back first.
+    """
+    if shapes is None or not len(shapes[0]):
+        return x, y, None
     import numpy as np
+    import pyproj
     import shapely
 
+    from geo.crs import metric_crs_for_bounds
+
     labels, geoms = shapes
-    near = shapely.dwithin(np.asarray(geoms, dtype=object), shapely.Point(x, y), 1e-6)
+    array = np.asarray(geoms, dtype=object)
+    if abs(x) > 180 or abs(y) > 90:
+        bounds = shapely.total_bounds(array)
+        utm = metric_crs_for_bounds((bounds[0], bounds[1], bounds[2], bounds[3]))
+        x, y = pyproj.Transformer.from_crs(utm, 4326, always_xy=True).transform(x, y)
+    near = shapely.dwithin(array, shapely.Point(x, y), 1e-6)  # about 10 cm
     hits = sorted({str(labels[i]) for i in np.flatnonzero(near).tolist()})
-    return ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "") or None
+    shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
+    return x, y, shown or None
 
 
 def _gdal_failure(exc: BaseException) -> tuple[str, Problem] | None:

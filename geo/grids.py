@@ -498,10 +498,15 @@ def _number_problems(
         above = finite & (values > high).to_numpy()
         checks.append((above, f"is over {high:,}", fix or f"check the {column} value (a typo?)"))
     return [
-        (i, f"{column} {_shown(raw.iat[i])} {reason}", how)
+        (i, f"{column} {_shown_number(raw.iat[i], bool(number[i]))} {reason}", how)
         for mask, reason, how in checks
         for i in np.flatnonzero(mask).tolist()
     ]
+
+
+def _shown_number(value: object, parsed: bool) -> str:
+    """A number read from text (CSV) is shown as the number it is, not as quoted text."""
+    return value.strip() if parsed and isinstance(value, str) else _shown(value)
 
 
 def _sample(rows: list[int], shown: int = 10) -> str:

@@ -762,7 +762,8 @@ def _split_line(value: Any, option: str) -> LineString:
         if text.count(",") >= MAX_LINE_VERTICES:
             raise InvalidInput(f"over {MAX_LINE_VERTICES:,} vertices", field=option, fix=fix)
         try:
-            geom = shapely.from_wkt(text)
+            with np.errstate(over="ignore", invalid="ignore"):  # 1e400 is refused below
+                geom = shapely.from_wkt(text)
         except shapely.errors.GEOSException as exc:
             raise InvalidInput(f"not valid WKT ({exc})", field=option, fix=fix) from None
     elif isinstance(value, Mapping):

@@ -529,39 +529,41 @@ def edit_draft(session: Session, plan_id: int, edit: Edit) -> dict[str, Any]:
     district_code = plan_district_code(session, plan)
     inputs = plan_inputs(session, district_code, plan_id)
     grids = inputs.grids
-    if isinstance(edit, SplitEdit):
-        edited = pure.split_grid(
-            grids,
-            edit.grid_code,
-            edit.line,
-            inputs.communities,
-            inputs.buildings,
-            inputs.used_codes,
+    shapes = (grids["code"].tolist(), grids.geometry.values)
+    with where(district=district_code, layer="grids", shapes=shapes):
+        if isinstance(edit, SplitEdit):
+            edited = pure.split_grid(
+                grids,
+                edit.grid_code,
+                edit.line,
+                inputs.communities,
+                inputs.buildings,
+                inputs.used_codes,
+            )
+        elif isinstance(edit, MergeEdit):
+            edited = pure.merge_grids(
+                grids, list(edit.codes), inputs.communities, inputs.buildings, inputs.used_codes
+            )
+        elif isinstance(edit, MoveEdit):
+            edited = pure.move_buildings(
+                grids, list(edit.building_ids), edit.to_code, inputs.communities, inputs.buildings
+            )
+        else:
+            edited = pure.rename_grid(grids, edit.grid_code, edit.name)
+        parent = plan_grids(session, plan.parent_id) if plan.parent_id else grids
+        metrics, summary = pure.plan_metrics(
+            inputs.communities, edited, inputs.buildings, _band(plan), parent_grids=parent
         )
-    elif isinstance(edit, MergeEdit):
-        edited = pure.merge_grids(
-            grids, list(edit.codes), inputs.communities, inputs.buildings, inputs.used_codes
+        crosswalk = pure.crosswalk(parent, edited, inputs.buildings)
+        replace_draft_grids(
+            session,
+            plan_id,
+            edited,
+            summary=summary,
+            grid_metrics=metrics,
+            crosswalk=crosswalk,
+            edit=edit.record(),
         )
-    elif isinstance(edit, MoveEdit):
-        edited = pure.move_buildings(
-            grids, list(edit.building_ids), edit.to_code, inputs.communities, inputs.buildings
-        )
-    else:
-        edited = pure.rename_grid(grids, edit.grid_code, edit.name)
-    parent = plan_grids(session, plan.parent_id) if plan.parent_id else grids
-    metrics, summary = pure.plan_metrics(
-        inputs.communities, edited, inputs.buildings, _band(plan), parent_grids=parent
-    )
-    crosswalk = pure.crosswalk(parent, edited, inputs.buildings)
-    replace_draft_grids(
-        session,
-        plan_id,
-        edited,
-        summary=summary,
-        grid_metrics=metrics,
-        crosswalk=crosswalk,
-        edit=edit.record(),
-    )
     return describe_plan(session, plan_id)
 
 

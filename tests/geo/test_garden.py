@@ -144,7 +144,7 @@ GARDEN: dict[str, Odd] = {
         _set("buildings", 2, "floors", "six"), fmt="csv", says="floors 'six' is not a number"
     ),
     "households 3.5": Odd(
-        _set("buildings", 2, "households", 3.5), says="households '3.5' is not a whole number"
+        _set("buildings", 2, "households", 3.5), says="households 3.5 is not a whole number"
     ),
     "status longer than its column": Odd(
         _set("reports", 2, "status", "x" * 33), says="is longer than 32 characters"
