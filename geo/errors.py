@@ -215,6 +215,7 @@ def where(
     district: str | None = None,
     layer: str | None = None,
     feature: str | None = None,
+    file: str | None = None,
     rows: Sequence[Any] | None = None,
     shapes: tuple[Sequence[Any], Sequence[Any]] | None = None,
 ) -> Iterator[None]:
@@ -229,7 +230,13 @@ def where(
         yield
     except Exception as exc:
         found: dict[str, Any] = getattr(exc, _WHERE, {})
-        given = {"district": district, "layer": layer, "feature": feature, "rows": rows}
+        given = {
+            "district": district,
+            "layer": layer,
+            "feature": feature,
+            "file": file,
+            "rows": rows,
+        }
         for key, value in (*given.items(), ("shapes", shapes)):
             if value is not None:
                 found.setdefault(key, value)
@@ -258,6 +265,7 @@ def translate(exc: BaseException) -> GridmapError | None:
     problem.district = problem.district or context.get("district")
     problem.layer = context.get("layer") or problem.layer
     problem.feature = problem.feature or context.get("feature")
+    problem.file = problem.file or context.get("file")
     return ProcessingFailed(problem, library=library)
 
 
@@ -315,8 +323,12 @@ def _locate(
 def _gdal_failure(exc: BaseException) -> tuple[str, Problem] | None:
     if not isinstance(exc, _gdal_errors()):
         return None
+    # GDAL says "sqlite3_prepare_v2(SELECT …) failed: file is not a database; file is not a
+    # database": the last clause is the sentence a planner can act on.
+    clauses = [c.strip() for c in str(exc).split(";") if c.strip()] or [type(exc).__name__]
+    sentence = clauses[-1].rsplit(": ", 1)[-1].rstrip(".")
     return "GDAL", Problem(
-        f"GDAL failed: {str(exc).strip()}",
+        f"GDAL cannot read or write it: {sentence}",
         fix="check that the file opens in a GIS and that its folder is writable; "
         "re-export it as a GeoPackage if it does not",
     )

@@ -204,8 +204,9 @@ def read_district(paths: Sequence[Path], limits: InputLimits | None = None) -> D
             continue
         source, gpkg_layer = found[name]
         try:  # every layer is read, so that one refusal lists the problems of all of them
-            frame = read_layer(source, gpkg_layer, limits)
-            layers[name] = reproject_layer(frame, file=str(source), layer=name)
+            with where(layer=name, file=str(source)):
+                frame = read_layer(source, gpkg_layer, limits)
+                layers[name] = reproject_layer(frame, file=str(source), layer=name)
         except DataRefused as exc:
             problems.extend(exc.problems)
     if problems:

@@ -350,10 +350,10 @@ def _store_district(
     r_codes = _assign_codes(index, data.reports)
 
     say(f"writing {len(data.buildings):,} buildings")
-    with where(layer="buildings", rows=data.buildings["building_id"].tolist()):
+    with where(layer="buildings", rows=data.buildings["building_id"].to_numpy()):
         copy_buildings(session, district_pk, data.buildings, b_codes, grid_ids)
     say(f"writing {len(data.reports):,} reports")
-    with where(layer="reports", rows=data.reports["report_id"].tolist()):
+    with where(layer="reports", rows=data.reports["report_id"].to_numpy()):
         copy_reports(session, district_pk, data.reports, r_codes, grid_ids)
     if not data.roads.empty:
         with where(layer="roads"):

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hypothesis
 import pandas as pd
+import pyogrio
 import pytest
+import shapely
 from click.testing import Result
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +24,14 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app
-from geo.errors import Problem, problem_lines
+from geo.errors import (
+    DatabaseUnavailable,
+    Problem,
+    ProcessingFailed,
+    problem_lines,
+    translate,
+    where,
+)
 from geo.grids import parse_times
 from geo.settings import GridmapSettings
 from geo.store.queries import STORED_COLUMNS, column_rules
@@ -254,3 +263,71 @@ def test_a_database_refusal_names_district_layer_feature_and_stores_nothing(
         "fix": problem["fix"],
         "district": CODE,
     }
+
+
+# --- translate: each library's real exception ---------------------------------------------
+
+
+def _raised(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_a_geos_failure_names_what_where_recorded() -> None:
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
+    square = shapely.box(0, 0, 2, 2)
+
+    def fails() -> None:
+        with where(district="370202"), where(layer="grids", shapes=(["A", "B"], [bowtie, square])):
+            shapely.intersection(bowtie, square)
+
+    error = translate(_raised(fails))
+    assert isinstance(error, ProcessingFailed)
+    assert str(error).startswith(
+        "district 370202, layer grids, feature A, B: GEOS could not process the geometry near "
+        "(0.500000, 0.500000): TopologyException: side location conflict; nothing was stored"
+    )
+
+
+def test_a_gdal_failure_is_a_sentence(tmp_path: Path) -> None:
+    corrupt = tmp_path / "broken.gpkg"
+    corrupt.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+
+    def read() -> None:
+        with where(layer="grids", file=str(corrupt)):
+            pyogrio.read_dataframe(corrupt)
+
+    error = translate(_raised(read))
+    assert isinstance(error, ProcessingFailed) and error.library == "GDAL"
+    assert str(error).startswith(
+        f"file {corrupt}, layer grids: GDAL cannot read or write it: file is not a database; "
+        "nothing was stored (fix: check that the file opens in a GIS"
+    )
+
+
+def test_database_failures_are_translated_and_bugs_are_not(db_session: Session) -> None:
+    def divide() -> None:
+        with db_session.begin_nested(), where(layer="reports", feature="R1"):
+            db_session.execute(text("SELECT 1 / 0"))
+
+    error = translate(_raised(divide))
+    assert isinstance(error, ProcessingFailed) and error.library == "PostgreSQL"
+    assert str(error).startswith(
+        "layer reports, feature R1: the database refused it: division by zero"
+    )
+
+    def typo() -> None:
+        with db_session.begin_nested():
+            db_session.execute(text("SELECT no_such_column FROM reports"))
+
+    assert translate(_raised(typo)) is None  # wrong SQL is a bug: it keeps its traceback
+
+
+def test_an_unreachable_database_is_unavailable() -> None:
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+    error = translate(_raised(engine.connect))
+    assert isinstance(error, DatabaseUnavailable)
+    engine.dispose()
