@@ -221,10 +221,10 @@ def where(
 ) -> Iterator[None]:
     """Say what a step works on, so that a library failure inside it can name it.
 
-    Nothing is caught: an exception leaving the block carries the context (the innermost
-    block's values win) and ``translate`` reads it at the edge. ``rows`` are the labels of
-    rows in the order a COPY sends them (its error says "line N"); ``shapes`` are
-    (labels, geometries) in which to find the feature at a GEOS error's location.
+    Nothing is swallowed: an exception leaving the block carries the context on its way out
+    (the innermost block's values win) and ``translate`` reads it at the edge. ``rows`` are
+    the labels of rows in the order a COPY sends them (its error says "line N"); ``shapes``
+    are (labels, geometries) in which to find the feature at a GEOS error's location.
     """
     try:
         yield
@@ -396,8 +396,8 @@ def _database_failure(
         layer=_LAYER_OF_TABLE.get(table, table) if table else None,
         feature=feature,
         field=field_name,
-        fix="correct the value in the file (the checks of `gridmap load --dry-run` missed "
-        "this one: please report it)",
+        fix="correct that value (`gridmap load --dry-run` checks a file for what the "
+        "database refuses: if this one passed it, please report it)",
     )
 
 
