@@ -80,7 +80,7 @@ def load(
     A district whose outline overlaps another stored district by more than
     GRIDMAP_TOLERANCE_M is refused, naming both and the shared area in m².
     """
-    from geo.grids import read_district, validate_district
+    from geo.grids import naive_times, read_district, validate_district
     from geo.store.queries import check_district_fits, store_district
     from geo.store.session import transaction
 
@@ -114,6 +114,9 @@ def load(
                 check_district_fits(
                     session, data, replace=replace, tolerance_m=config.tolerance_m, source=source
                 )
+            naive = naive_times(data)
+            if naive:
+                step(f"[yellow]note[/] {naive:,} report times had no offset: taken as +08:00")
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
                 print_json(
@@ -124,6 +127,7 @@ def load(
                         "noding": asdict(data.noding) if data.noding else None,
                         "coordsys": data.coordsys,
                         "converted": data.converted,
+                        "naive_times": naive,
                     }
                 )
             return
@@ -159,6 +163,11 @@ def load(
         f"{summary.reports_unassigned:,} reports. "
         f"{'Replaced the stored district. ' if summary.replaced else ''}"
         f"{len(summary.repairs)} repairs. Stored in {summary.seconds:.1f} s."
+        + (
+            f" {summary.naive_times:,} report times without an offset were taken as +08:00."
+            if summary.naive_times
+            else ""
+        )
     )
     if data.converted:
         out.print(f"Coordinates {data.converted}.", highlight=False)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from geo.errors import DataRefused, GridmapError
+from geo.errors import DataRefused, GridmapError, problem_lines, translate
 from geo.settings import GridmapSettings
 
 out = Console()
@@ -41,28 +41,44 @@ def input_limits(config: GridmapSettings) -> InputLimits:
 
 
 def reports_errors(func: F) -> F:
-    """Print a GridmapError as lines naming what to fix, exit 1, no traceback."""
+    """Print a GridmapError as lines naming what to fix, exit 1, no traceback.
+
+    GEOS, GDAL and database failures are translated here too (``geo.errors.translate``):
+    the command's transaction has already rolled back when they arrive.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except DataRefused as exc:
-            if kwargs.get("json_output"):
-                print_json({"refused": True, "problems": [p.as_dict() for p in exc.problems]})
-            err.print(f"[bold red]refused:[/] {escape(exc.reason)}")
-            for problem in exc.problems:
-                err.print(f"  [red]-[/] {escape(str(problem))}", highlight=False)
-            raise typer.Exit(1) from None
-        except GridmapError as exc:
-            if kwargs.get("json_output"):
-                print_json(
-                    {"error": True, "field": exc.field, "reason": exc.reason, "fix": exc.fix}
-                )
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            report(error, json_output=bool(kwargs.get("json_output")))
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report(error: GridmapError, *, json_output: bool) -> None:
+    """One line per problem on stderr (a sample of each kind and a count); JSON on stdout."""
+    if isinstance(error, DataRefused):
+        if json_output:
+            print_json(
+                {
+                    "refused": True,
+                    "total": len(error.problems),
+                    "problems": [p.as_dict() for p in error.problems],
+                }
+            )
+        err.print(f"[bold red]refused:[/] {escape(error.reason)}")
+        for line in problem_lines(error.problems):
+            err.print(f"  [red]-[/] {escape(line)}", highlight=False)
+        return
+    if json_output:
+        print_json({"error": True, **error.details()})
+    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
 
 
 def database_url(config: GridmapSettings) -> str:

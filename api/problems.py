@@ -27,6 +27,8 @@ from geo.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
+    library_errors,
+    translate,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -67,7 +69,7 @@ async def _gridmap_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GridmapError)
     status, title = next((s, t) for cls, s, t in STATUS if isinstance(exc, cls))
     errors: list[dict[str, Any]] = []
-    if isinstance(exc, DataRefused):
+    if exc.problems:
         errors = [p.as_dict() for p in exc.problems]
     elif exc.field:
         errors = [
@@ -113,8 +115,18 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _library_error(request: Request, exc: Exception) -> JSONResponse:
+    """GEOS, GDAL or the database failed: the problem ``translate`` names, else a 500."""
+    error = translate(exc)
+    if error is None:
+        return await _internal_error(request, exc)
+    return await _gridmap_error(request, error)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(GridmapError, _gridmap_error)
+    for library_error in library_errors():
+        app.add_exception_handler(library_error, _library_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)

@@ -22,7 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,9 @@ from _harness import Case, Timing, measure, record, table
 
 from geo.grids import (
     LAYERS,
-    _check_attributes,
     _check_geometries,
+    _check_values,
     _normalise_columns,
-    empty_layer,
     read_district,
     validate_district,
 )
@@ -147,7 +145,7 @@ def validate_reports(data: Any, reports: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     problems: list[Any] = []
     frame = _normalise_columns(reports, "reports", None, problems)
     frame = _check_geometries(frame, "reports", None, False, problems, [])
-    _check_attributes(replace(data, buildings=empty_layer("buildings"), reports=frame), problems)
+    _check_values(frame, "reports", None, problems)
     if problems:
         raise RuntimeError(problems[:3])
     return frame

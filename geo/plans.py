@@ -12,8 +12,10 @@ precision grid of the output CRS (1e-7 degrees, about 1 cm) and every shared edg
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -25,7 +27,7 @@ import shapely.ops
 from shapely import LineString
 
 from geo.crs import metric_crs_for_bounds
-from geo.errors import Conflict, InvalidInput, Problem
+from geo.errors import Conflict, DataRefused, InvalidInput, Problem
 from geo.precision import DEFAULT_TOLERANCE_M, MAX_EDGE_M
 from geo.topology import (
     PRECISION_DEG,
@@ -45,11 +47,18 @@ from geo.topology import (
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "EDIT_OPTIONS",
+    "Edit",
+    "MergeEdit",
+    "MoveEdit",
+    "RenameEdit",
+    "SplitEdit",
     "assign_buildings",
     "building_loads",
     "check_plan",
     "compare_plans",
     "crosswalk",
+    "edit_request",
     "merge_grids",
     "move_buildings",
     "new_codes",
@@ -112,6 +121,21 @@ def precise_inputs(
             f"grids name unknown communities: {', '.join(unknown)}", field="community_code"
         )
     owner = [index[str(c)] for c in old["community_code"]]
+    invalid = np.flatnonzero(~shapely.is_valid(np.asarray(old.geometry.values, dtype=object)))
+    if len(invalid):
+        raise DataRefused(
+            problems=[
+                Problem(
+                    f"the stored grid is not a valid polygon: "
+                    f"{shapely.is_valid_reason(old.geometry.iat[i])}",
+                    layer="grids",
+                    feature=str(old["code"].iat[i]),
+                    fix="reload the district with gridmap load --repair, or redraw the grid",
+                )
+                for i in invalid.tolist()
+            ],
+            outcome="nothing was stored",
+        )
     if in_precision_model(comm.geometry.values, old.geometry.values, owner):
         return comm, old, False
     levels = [
@@ -598,14 +622,197 @@ def compare_plans(
 # --------------------------------------------------------------------------- edits
 
 
+@dataclass(frozen=True)
+class _EditRecord:
+    op: ClassVar[str]
+
+    def record(self) -> dict[str, Any]:
+        """The edit as the plan's edit log keeps it (the line as WKT)."""
+        out: dict[str, Any] = {"op": self.op}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = (
+                shapely.to_wkt(value)
+                if isinstance(value, LineString)
+                else list(value)
+                if isinstance(value, tuple)
+                else value
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class SplitEdit(_EditRecord):
+    """Split one grid in two along a drawn line."""
+
+    op: ClassVar[str] = "split"
+
+    grid_code: str
+    line: LineString
+
+
+@dataclass(frozen=True)
+class MergeEdit(_EditRecord):
+    """Merge adjacent grids of one community."""
+
+    op: ClassVar[str] = "merge"
+
+    codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MoveEdit(_EditRecord):
+    """Move buildings into a neighbouring grid."""
+
+    op: ClassVar[str] = "move"
+
+    building_ids: tuple[str, ...]
+    to_code: str
+
+
+@dataclass(frozen=True)
+class RenameEdit(_EditRecord):
+    """Give a grid a new display name."""
+
+    op: ClassVar[str] = "rename"
+
+    grid_code: str
+    name: str
+
+
+#: One manual edit of a draft, checked (``edit_request``) before any data is read.
+Edit = SplitEdit | MergeEdit | MoveEdit | RenameEdit
+EDIT_KINDS: dict[str, type[Edit]] = {k.op: k for k in (SplitEdit, MergeEdit, MoveEdit, RenameEdit)}
+#: What each edit takes, by the HTTP field names (the CLI spells them as its options).
+EDIT_OPTIONS: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in fields(kind)) for name, kind in EDIT_KINDS.items()
+}
+#: A split line is drawn by hand: more vertices than this is not a line but an attack.
+MAX_LINE_VERTICES = 10_000
+#: Codes and grid names given to an edit are short text.
+MAX_NAME_CHARS = 200
+
+
+def edit_request(
+    op: str, options: Mapping[str, Any], spelled: Mapping[str, str] | None = None
+) -> Edit:
+    """Check an edit's options: a known op, every option it needs and no other, codes that are
+    text, and a split line that is a LineString (WKT or GeoJSON) of finite lon/lat.
+
+    ``spelled`` names the options as the caller's user knows them (``--grid`` for
+    ``grid_code`` on the command line); the refusal names the option that is wrong.
+    """
+
+    def name(option: str) -> str:
+        return (spelled or {}).get(option, option)
+
+    if op not in EDIT_OPTIONS:
+        raise InvalidInput(
+            f"unknown edit {op!r}", field=name("op"), fix="use split, merge, move or rename"
+        )
+    wanted = EDIT_OPTIONS[op]
+    given = {k: v for k, v in options.items() if v is not None}
+    extra = sorted(set(given) - set(wanted))
+    if extra:
+        raise InvalidInput(
+            f"{op} does not take {', '.join(name(k) for k in extra)}",
+            field=name(extra[0]),
+            fix=f"{op} takes {' and '.join(name(k) for k in wanted)}",
+        )
+    missing = [k for k in wanted if k not in given]
+    if missing:
+        raise InvalidInput(
+            f"{op} needs {' and '.join(name(k) for k in missing)}",
+            field=name(missing[0]),
+            fix=f"give {' and '.join(name(k) for k in wanted)}",
+        )
+    values: dict[str, Any] = {}
+    for option in wanted:
+        value = given[option]
+        if option == "line":
+            values[option] = _split_line(value, name(option))
+        elif option in ("codes", "building_ids"):
+            values[option] = _codes(value, name(option), at_least=2 if option == "codes" else 1)
+        else:
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInput("must be non-empty text", field=name(option))
+            if len(value.strip()) > MAX_NAME_CHARS:
+                raise InvalidInput(
+                    f"longer than {MAX_NAME_CHARS} characters",
+                    field=name(option),
+                )
+            values[option] = value.strip()
+    return EDIT_KINDS[op](**values)
+
+
+def _codes(value: Any, option: str, at_least: int) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise InvalidInput("must be a list of codes", field=option)
+    codes = tuple(dict.fromkeys(v.strip() for v in items if v.strip()))
+    if len(codes) < at_least:
+        raise InvalidInput(
+            f"needs at least {at_least} code{'s' if at_least > 1 else ''}",
+            field=option,
+            fix="separate codes with commas" if isinstance(value, str) else None,
+        )
+    return codes
+
+
+def _split_line(value: Any, option: str) -> LineString:
+    """A LineString from WKT or GeoJSON, checked before GEOS parses it (no nesting to blow)."""
+    fix = "draw it as LINESTRING (lon lat, lon lat, ...) in EPSG:4326"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.upper().startswith("LINESTRING") or text.count("(") != 1:
+            raise InvalidInput("not a LINESTRING in WKT", field=option, fix=fix)
+        if text.count(",") >= MAX_LINE_VERTICES:
+            raise InvalidInput(f"over {MAX_LINE_VERTICES:,} vertices", field=option, fix=fix)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # 1e400 is refused below
+                geom = shapely.from_wkt(text)
+        except shapely.errors.GEOSException as exc:
+            raise InvalidInput(f"not valid WKT ({exc})", field=option, fix=fix) from None
+    elif isinstance(value, Mapping):
+        coords = value.get("coordinates")
+        if value.get("type") != "LineString" or not isinstance(coords, list):
+            raise InvalidInput(
+                "not a GeoJSON LineString",
+                field=option,
+                fix='give {"type": "LineString", "coordinates": [[lon, lat], ...]}',
+            )
+        if len(coords) > MAX_LINE_VERTICES:
+            raise InvalidInput(f"over {MAX_LINE_VERTICES:,} vertices", field=option, fix=fix)
+        if not all(
+            isinstance(c, list | tuple)
+            and len(c) in (2, 3)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in c)
+            for c in coords
+        ):
+            raise InvalidInput(
+                "coordinates must be [lon, lat] pairs of numbers", field=option, fix=fix
+            )
+        geom = LineString([c[:2] for c in coords]) if len(coords) >= 2 else LineString()
+    else:
+        raise InvalidInput("must be WKT or a GeoJSON LineString", field=option, fix=fix)
+    xy = shapely.get_coordinates(geom)
+    if not all(math.isfinite(v) for v in xy.ravel()):
+        raise InvalidInput("a NaN or infinite coordinate", field=option, fix=fix)
+    if len(xy) < 2 or shapely.length(geom) == 0:
+        raise InvalidInput("needs two distinct points", field=option, fix=fix)
+    if (abs(xy[:, 0]) > 180).any() or (abs(xy[:, 1]) > 90).any():
+        raise InvalidInput("not in longitude/latitude", field=option, fix=fix)
+    return shapely.force_2d(geom)
+
+
 def _sorted_plan(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return grids.sort_values("code", kind="stable").reset_index(drop=True)
 
 
-def _row(grids: gpd.GeoDataFrame, code: str) -> int:
+def _row(grids: gpd.GeoDataFrame, code: str, field: str = "grid_code") -> int:
     hits = np.flatnonzero(grids["code"].astype(str).to_numpy() == code)
     if len(hits) == 0:
-        raise InvalidInput(f"no grid {code} in the plan", field="code")
+        raise InvalidInput(f"no grid {code} in the plan", field=field)
     return int(hits[0])
 
 
@@ -739,7 +946,7 @@ def merge_grids(
     codes = sorted(set(map(str, codes)))
     if len(codes) < 2:
         raise InvalidInput("merge needs at least two grids", field="codes")
-    rows = [_row(g, c) for c in codes]
+    rows = [_row(g, c, "codes") for c in codes]
     comms = sorted({str(g["community_code"].iat[r]) for r in rows})
     if len(comms) > 1:
         raise InvalidInput(
@@ -782,7 +989,7 @@ def move_buildings(
     an edge with the target, is in another community, or would be left in pieces or empty.
     """
     g = _sorted_plan(grids)
-    t = _row(g, to_code)
+    t = _row(g, to_code, "to_code")
     gs = grid_size_for(g.crs)
     b = buildings.to_crs(g.crs) if buildings.crs != g.crs else buildings
     b = b.sort_values("building_id", kind="stable").reset_index(drop=True)

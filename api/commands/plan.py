@@ -256,6 +256,18 @@ def export_command(
     out.print(f"Wrote {len(grids)} grids of plan {plan_id} to {out_path}")
 
 
+#: The options of ``gridmap plan edit`` by the edit fields they give (for refusals).
+EDIT_OPTION_NAMES = {
+    "op": "OP",
+    "grid_code": "--grid",
+    "line": "--line",
+    "codes": "--codes",
+    "building_ids": "--buildings",
+    "to_code": "--to",
+    "name": "--name",
+}
+
+
 @plan_app.command("edit")
 @reports_errors
 def edit_command(
@@ -270,24 +282,21 @@ def edit_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Edit a draft; each edit keeps the guarantees or is refused with the reason."""
+    from geo.plans import edit_request
     from geo.store.plans import edit_draft, jsonable
     from geo.store.session import transaction
 
-    args: dict[str, Any] = {}
-    if op in ("split", "rename"):
-        args["grid_code"] = grid
-    if op == "split":
-        args["line"] = line
-    if op == "merge":
-        args["codes"] = (codes or "").split(",")
-    if op == "move":
-        args["building_ids"] = (buildings or "").split(",")
-        args["to_code"] = to
-    if op == "rename":
-        args["name"] = name
-
+    given = {
+        "grid_code": grid,
+        "line": line,
+        "codes": codes,
+        "building_ids": buildings,
+        "to_code": to,
+        "name": name,
+    }
+    edit = edit_request(op, given, spelled=EDIT_OPTION_NAMES)
     with transaction(database_url(settings())) as session:
-        info = edit_draft(session, plan_id, op, **args)
+        info = edit_draft(session, plan_id, edit)
     if json_output:
         print_json(jsonable(info))
     else:

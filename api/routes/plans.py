@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import Feature, FeatureCollection
-from geo.errors import GridmapError, InvalidInput, NotFound
+from geo.errors import NotFound, translate
+from geo.plans import edit_request
 from geo.regrid import RegridRequest
 from geo.store import plans as store
 from geo.store.queries import plan_grids
@@ -104,12 +105,14 @@ def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
                 progress=progress,
             )
         job.plan_id, job.status, job.progress = plan_id, "done", 1.0
-    except GridmapError as exc:
-        job.status = "failed"
-        job.error = {"field": exc.field, "reason": exc.reason, "fix": exc.fix}
     except Exception as exc:  # a job must always end in a readable state
         job.status = "failed"
-        job.error = {"reason": f"internal error: {type(exc).__name__}"}
+        error = translate(exc)
+        job.error = (
+            error.details()
+            if error is not None
+            else {"reason": f"internal error: {type(exc).__name__}"}
+        )
     job.finished_at = datetime.now(UTC)
 
 
@@ -199,10 +202,8 @@ def get_plan_grids(plan_id: PlanId, session: SessionDep) -> FeatureCollection:
 @router.post("/plans/{plan_id}/edits")
 def edit_plan(plan_id: PlanId, body: EditIn, session: SessionDep) -> dict[str, Any]:
     """Apply one edit to a draft (split, merge, move, rename) or refuse with the reason."""
-    args = body.model_dump(exclude_none=True, exclude={"op"})
-    if body.op == "split" and ("line" not in args or "grid_code" not in args):
-        raise InvalidInput("split needs grid_code and line", field="line")
-    return store.jsonable(store.edit_draft(session, plan_id, body.op, **args))
+    edit = edit_request(body.op, body.model_dump(exclude={"op"}))
+    return store.jsonable(store.edit_draft(session, plan_id, edit))
 
 
 @router.post("/plans/{plan_id}/publish")

@@ -19,7 +19,8 @@ import pandas as pd
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft
+from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft, where
+from geo.plans import Edit, MergeEdit, MoveEdit, SplitEdit
 from geo.store.models import CrosswalkRow, District, Grid, GridPlan, GridTeam, PlanStatus
 from geo.store.queries import (
     as_wkb,
@@ -451,21 +452,41 @@ def regrid_to_draft(
     note: str = "",
     progress: Callable[[str, float], None] | None = None,
 ) -> tuple[int, Any]:
-    """Regrid the published plan of a district into a new draft; returns (plan id, result)."""
+    """Regrid the published plan of a district into a new draft; returns (plan id, result).
+
+    A library failure inside names the district and, where GEOS says where, the grid.
+    """
+    with where(district=district_code):
+        return _regrid_to_draft(
+            session, district_code, request, author=author, note=note, progress=progress
+        )
+
+
+def _regrid_to_draft(
+    session: Session,
+    district_code: str,
+    request: Any,
+    *,
+    author: str,
+    note: str,
+    progress: Callable[[str, float], None] | None,
+) -> tuple[int, Any]:
     from geo.regrid import regrid
 
     inputs = plan_inputs(
         session, district_code, open_reports="open_reports" in dict(request.weights)
     )
-    result = regrid(
-        inputs.communities,
-        inputs.grids,
-        inputs.buildings,
-        request,
-        roads=inputs.roads,
-        used_codes=inputs.used_codes,
-        progress=progress,
-    )
+    shapes = (inputs.grids["code"].tolist(), inputs.grids.geometry.values)
+    with where(layer="grids", shapes=shapes):
+        result = regrid(
+            inputs.communities,
+            inputs.grids,
+            inputs.buildings,
+            request,
+            roads=inputs.roads,
+            used_codes=inputs.used_codes,
+            progress=progress,
+        )
     params = {
         "target": request.target,
         "households_band": list(request.households_band) if request.households_band else None,
@@ -495,10 +516,9 @@ def _band(plan: GridPlan) -> tuple[float, float] | None:
     return (float(found[0]), float(found[1])) if found else None
 
 
-def edit_draft(session: Session, plan_id: int, op: str, **args: Any) -> dict[str, Any]:
-    """Apply one manual edit (split, merge, move, rename) to a draft, or refuse with the reason."""
-    import shapely
-
+def edit_draft(session: Session, plan_id: int, edit: Edit) -> dict[str, Any]:
+    """Apply one manual edit (a ``geo.plans.Edit``: split, merge, move, rename) to a draft, or
+    refuse with the reason; ``geo.plans.edit_request`` has checked its options."""
     from geo import plans as pure
 
     plan = plan_row(session, plan_id)
@@ -509,42 +529,41 @@ def edit_draft(session: Session, plan_id: int, op: str, **args: Any) -> dict[str
     district_code = plan_district_code(session, plan)
     inputs = plan_inputs(session, district_code, plan_id)
     grids = inputs.grids
-    if op == "split":
-        line = args.get("line")
-        geom = shapely.from_wkt(line) if isinstance(line, str) else shapely.geometry.shape(line)
-        if geom.geom_type != "LineString":
-            raise InvalidInput("the split line must be a LineString", field="line")
-        edited = pure.split_grid(
-            grids, args["grid_code"], geom, inputs.communities, inputs.buildings, inputs.used_codes
+    shapes = (grids["code"].tolist(), grids.geometry.values)
+    with where(district=district_code, layer="grids", shapes=shapes):
+        if isinstance(edit, SplitEdit):
+            edited = pure.split_grid(
+                grids,
+                edit.grid_code,
+                edit.line,
+                inputs.communities,
+                inputs.buildings,
+                inputs.used_codes,
+            )
+        elif isinstance(edit, MergeEdit):
+            edited = pure.merge_grids(
+                grids, list(edit.codes), inputs.communities, inputs.buildings, inputs.used_codes
+            )
+        elif isinstance(edit, MoveEdit):
+            edited = pure.move_buildings(
+                grids, list(edit.building_ids), edit.to_code, inputs.communities, inputs.buildings
+            )
+        else:
+            edited = pure.rename_grid(grids, edit.grid_code, edit.name)
+        parent = plan_grids(session, plan.parent_id) if plan.parent_id else grids
+        metrics, summary = pure.plan_metrics(
+            inputs.communities, edited, inputs.buildings, _band(plan), parent_grids=parent
         )
-    elif op == "merge":
-        edited = pure.merge_grids(
-            grids, list(args["codes"]), inputs.communities, inputs.buildings, inputs.used_codes
+        crosswalk = pure.crosswalk(parent, edited, inputs.buildings)
+        replace_draft_grids(
+            session,
+            plan_id,
+            edited,
+            summary=summary,
+            grid_metrics=metrics,
+            crosswalk=crosswalk,
+            edit=edit.record(),
         )
-    elif op == "move":
-        edited = pure.move_buildings(
-            grids, list(args["building_ids"]), args["to_code"], inputs.communities, inputs.buildings
-        )
-    elif op == "rename":
-        edited = pure.rename_grid(grids, args["grid_code"], args["name"])
-    else:
-        raise InvalidInput(
-            f"unknown edit {op!r}", field="op", fix="use split, merge, move or rename"
-        )
-    parent = plan_grids(session, plan.parent_id) if plan.parent_id else grids
-    metrics, summary = pure.plan_metrics(
-        inputs.communities, edited, inputs.buildings, _band(plan), parent_grids=parent
-    )
-    crosswalk = pure.crosswalk(parent, edited, inputs.buildings)
-    replace_draft_grids(
-        session,
-        plan_id,
-        edited,
-        summary=summary,
-        grid_metrics=metrics,
-        crosswalk=crosswalk,
-        edit={"op": op, **args},
-    )
     return describe_plan(session, plan_id)
 
 

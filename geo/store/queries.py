@@ -10,6 +10,7 @@ import csv
 import io
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,15 +22,41 @@ import numpy as np
 import pandas as pd
 import shapely
 from geoalchemy2.elements import WKBElement
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from geo.errors import Conflict, DataRefused, NotFound
-from geo.grids import REQUIRED_COLUMNS, DistrictData, Repair, parse_times
+from geo.errors import Conflict, DataRefused, NotFound, where
+from geo.grids import (
+    REQUIRED_COLUMNS,
+    ColumnRule,
+    DistrictData,
+    LayerRules,
+    Repair,
+    naive_times,
+    parse_times,
+)
 from geo.precision import DEFAULT_TOLERANCE_M
 from geo.store.models import (
     SRID,
+    Base,
     Building,
     Community,
     District,
@@ -64,6 +91,102 @@ REPORT_COLUMNS = (
     "assignee",
 )
 
+#: The table each contract layer is written to and the layer columns stored as its columns
+#: (the others go to ``attrs``). The dry run's column checks are derived from these columns
+#: of the models (``column_rules``), so a column added here is checked without more code.
+STORED_COLUMNS: dict[str, tuple[type[Base], tuple[str, ...]]] = {
+    "district": (District, ("code", "name")),
+    "streets": (Street, ("code", "name")),
+    "communities": (Community, ("code", "name")),
+    "grids": (Grid, ("code", "name")),
+    "buildings": (Building, BUILDING_COLUMNS),
+    "reports": (Report, REPORT_COLUMNS),
+    "roads": (Road, ("name",)),
+}
+
+#: Columns that tie a row to its district or plan: not in the files, so not in the checks.
+_PARENT_KEYS = {"district_id", "plan_id"}
+
+#: The CHECK constraint forms ``column_rules`` reads: ``c >= N``, ``c IS NULL OR c >= N``
+#: and ``c BETWEEN A AND B``. A constraint of any other form is reported by
+#: ``column_rules(strict=True)``, which a test calls.
+_CHECKS = (
+    re.compile(r"^\(?(?P<c>\w+) >= (?P<low>-?\d+)\)?$"),
+    re.compile(r"^\(?(?P<c>\w+) IS NULL OR (?P=c) >= (?P<low>-?\d+)\)?$"),
+    re.compile(r"^\(?(?P<c>\w+) BETWEEN (?P<low>-?\d+) AND (?P<high>-?\d+)\)?$"),
+)
+
+
+def column_rules(*, strict: bool = False) -> dict[str, LayerRules]:
+    """What each stored column accepts, read from the models: NOT NULL, type, length, CHECKs.
+
+    ``strict`` raises on a CHECK constraint of a loaded column that these rules cannot read,
+    so that a new constraint cannot be added without the dry run learning it.
+    """
+    rules: dict[str, LayerRules] = {}
+    for layer, (model, columns) in STORED_COLUMNS.items():
+        table: Table = model.__table__  # type: ignore[assignment]
+        bounds: dict[str, tuple[int | None, int | None]] = {}
+        checks = [*table.constraints, *(k for c in table.columns for k in c.constraints)]
+        for check in checks:
+            if not isinstance(check, CheckConstraint):
+                continue
+            text_ = " ".join(str(check.sqltext).split())
+            match = next((m for m in (r.match(text_) for r in _CHECKS) if m), None)
+            if match is None or match["c"] not in columns:
+                if strict and any(re.search(rf"\b{c}\b", text_) for c in columns):
+                    raise ValueError(f"cannot read the CHECK constraint {text_!r} of {table.name}")
+                continue
+            high = match.groupdict().get("high")
+            bounds[match["c"]] = (int(match["low"]), int(high) if high is not None else None)
+        column_list = []
+        for name in columns:
+            column = table.columns[name]
+            kind, low, high, chars = _column_kind(column.type)
+            check_low, check_high = bounds.get(name, (None, None))
+            column_list.append(
+                ColumnRule(
+                    column=name,
+                    kind=kind,
+                    required=not column.nullable and column.server_default is None,
+                    max_chars=chars,
+                    low=_tighter(low, check_low, max),
+                    high=_tighter(high, check_high, min),
+                )
+            )
+        unique = tuple(
+            key
+            for key in (
+                tuple(c.name for c in constraint.columns if c.name not in _PARENT_KEYS)
+                for constraint in table.constraints
+                if isinstance(constraint, UniqueConstraint)
+            )
+            if key and all(c in columns for c in key)
+        )
+        rules[layer] = LayerRules(tuple(column_list), unique)
+    return rules
+
+
+def _tighter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
+    return b if a is None else a if b is None else pick(a, b)
+
+
+def _column_kind(kind: Any) -> tuple[str, int | None, int | None, int | None]:
+    """(kind, lowest, highest, max characters) of a column type."""
+    if isinstance(kind, SmallInteger):
+        return "integer", -(2**15), 2**15 - 1, None
+    if isinstance(kind, BigInteger):
+        return "integer", -(2**63), 2**63 - 1, None
+    if isinstance(kind, Integer):
+        return "integer", -(2**31), 2**31 - 1, None
+    if isinstance(kind, DateTime):
+        return "time", None, None, None
+    if isinstance(kind, Float | Numeric):
+        return "number", None, None, None
+    if isinstance(kind, String):  # Text is a String without a length
+        return "text", None, None, kind.length
+    raise TypeError(f"no dry-run check for column type {kind!r}")
+
 
 @dataclass
 class LoadSummary:
@@ -86,6 +209,8 @@ class LoadSummary:
     repairs: list[str] = field(default_factory=list)
     #: What noding did: CRS it ran in, vertices moved, largest move, noise absorbed.
     noding: dict[str, Any] | None = None
+    #: Report times written without an offset, taken as +08:00.
+    naive_times: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,8 +269,33 @@ def store_district(
     Refuses a district that exists unless ``replace``, and one whose outline overlaps
     another stored district by more than ``tolerance_m`` (the settings' default when
     None); the caller's transaction makes the delete and the new rows land together or
-    not at all.
+    not at all. A library failure inside names the district and the layer being written
+    (``geo.errors.where``).
     """
+    with where(district=data.code):
+        return _store_district(
+            session,
+            data,
+            replace=replace,
+            repairs=repairs,
+            source=source,
+            author=author,
+            progress=progress,
+            tolerance_m=_tolerance(tolerance_m),
+        )
+
+
+def _store_district(
+    session: Session,
+    data: DistrictData,
+    *,
+    replace: bool,
+    repairs: Sequence[Repair],
+    source: str | None,
+    author: str,
+    progress: Progress | None,
+    tolerance_m: float,
+) -> LoadSummary:
     from geo.assign import GridIndex
 
     say = progress or (lambda _msg: None)
@@ -167,33 +317,25 @@ def store_district(
         session.execute(delete(District).where(District.id == existing))
 
     say("storing the hierarchy")
-    district_pk = session.scalar(
-        insert(District)
-        .values(
-            code=data.code,
-            name=data.name,
-            geom=as_wkb(data.district.geometry.iat[0]),
-            source=source,
-            attrs=json.loads(extra_attrs(data.district, REQUIRED_COLUMNS["district"])[0]),
+    with where(layer="district"):
+        district_pk = _insert_district(session, data, source)
+    with where(layer="streets"):
+        street_ids = _insert_units(
+            session,
+            Street,
+            data.streets,
+            {"district_id": district_pk},
+            REQUIRED_COLUMNS["streets"],
         )
-        .returning(District.id)
-    )
-    assert district_pk is not None
-    street_ids = _insert_units(
-        session,
-        Street,
-        data.streets,
-        {"district_id": district_pk},
-        REQUIRED_COLUMNS["streets"],
-    )
     communities = data.communities.assign(street_id=data.communities["street_code"].map(street_ids))
-    community_ids = _insert_units(
-        session,
-        Community,
-        communities,
-        {"district_id": district_pk},
-        (*REQUIRED_COLUMNS["communities"], "street_id"),
-    )
+    with where(layer="communities"):
+        community_ids = _insert_units(
+            session,
+            Community,
+            communities,
+            {"district_id": district_pk},
+            (*REQUIRED_COLUMNS["communities"], "street_id"),
+        )
     plan_id = session.scalar(
         insert(GridPlan)
         .values(
@@ -207,40 +349,44 @@ def store_district(
     )
     assert plan_id is not None
     grids = data.grids.assign(community_id=data.grids["community_code"].map(community_ids))
-    grid_ids = _insert_grids(session, plan_id, grids)
-    store_teams(session, district_pk, data.grids)
-    _store_first_plan_metrics(session, int(plan_id), data)
+    with where(layer="grids", shapes=(data.grids["code"].tolist(), data.grids.geometry.values)):
+        grid_ids = _insert_grids(session, plan_id, grids)
+        store_teams(session, district_pk, data.grids)
+        _store_first_plan_metrics(session, int(plan_id), data)
 
     say(f"assigning {len(data.buildings):,} buildings and {len(data.reports):,} reports")
     # validate_district has just checked every grid geometry.
     index = GridIndex.from_frame(data.grids, code_column="code", validated=True)
     # A building on the outline may sit a reprojection's millimetre outside every grid:
     # within the tolerance it belongs to the nearest one (validation refused the rest).
-    b_codes = _assign_codes(index, data.buildings, snap_m=_tolerance(tolerance_m))
+    b_codes = _assign_codes(index, data.buildings, snap_m=tolerance_m)
     r_codes = _assign_codes(index, data.reports)
 
     say(f"writing {len(data.buildings):,} buildings")
-    copy_buildings(session, district_pk, data.buildings, b_codes, grid_ids)
+    with where(layer="buildings", rows=data.buildings["building_id"].to_numpy()):
+        copy_buildings(session, district_pk, data.buildings, b_codes, grid_ids)
     say(f"writing {len(data.reports):,} reports")
-    copy_reports(session, district_pk, data.reports, r_codes, grid_ids)
+    with where(layer="reports", rows=data.reports["report_id"].to_numpy()):
+        copy_reports(session, district_pk, data.reports, r_codes, grid_ids)
     if not data.roads.empty:
-        session.execute(
-            insert(Road),
-            [
-                {
-                    "district_id": district_pk,
-                    "name": str(name),
-                    "geom": as_wkb(geom),
-                    "attrs": attrs,
-                }
-                for name, geom, attrs in zip(
-                    data.roads["name"],
-                    data.roads.geometry,
-                    map(json.loads, extra_attrs(data.roads, REQUIRED_COLUMNS["roads"])),
-                    strict=True,
-                )
-            ],
-        )
+        with where(layer="roads"):
+            session.execute(
+                insert(Road),
+                [
+                    {
+                        "district_id": district_pk,
+                        "name": str(name),
+                        "geom": as_wkb(geom),
+                        "attrs": attrs,
+                    }
+                    for name, geom, attrs in zip(
+                        data.roads["name"],
+                        data.roads.geometry,
+                        map(json.loads, extra_attrs(data.roads, REQUIRED_COLUMNS["roads"])),
+                        strict=True,
+                    )
+                ],
+            )
     households = pd.to_numeric(data.buildings["households"]).sum()
     return LoadSummary(
         district_code=data.code,
@@ -258,6 +404,7 @@ def store_district(
         replaced=existing is not None,
         seconds=round(time.perf_counter() - started, 2),
         repairs=[str(r) for r in repairs],
+        naive_times=naive_times(data),
         noding=asdict(data.noding) if data.noding is not None else None,
     )
 
@@ -313,6 +460,22 @@ def check_district_fits(
             fix="pass --replace to replace it (atomically)",
         )
     refuse_overlaps(session, data, tolerance_m=tolerance_m, source=source)
+
+
+def _insert_district(session: Session, data: DistrictData, source: str | None) -> int:
+    district_pk = session.scalar(
+        insert(District)
+        .values(
+            code=data.code,
+            name=data.name,
+            geom=as_wkb(data.district.geometry.iat[0]),
+            source=source,
+            attrs=json.loads(extra_attrs(data.district, REQUIRED_COLUMNS["district"])[0]),
+        )
+        .returning(District.id)
+    )
+    assert district_pk is not None
+    return int(district_pk)
 
 
 def _store_first_plan_metrics(session: Session, plan_id: int, data: DistrictData) -> None:

@@ -789,7 +789,10 @@ def test_degrees_labelled_with_a_projected_crs_are_refused(
     ogr2ogr("-f", "ESRI Shapefile" if fmt == "shp" else "GPKG", "-a_srs", crs, out, source)
     with pytest.raises(DataRefused) as info:
         read_district([out])
-    (problem,) = info.value.problems
+    # Every layer is refused, each naming its file and the declared CRS; the district first.
+    problems = info.value.problems
+    assert len(problems) == 7 and all(crs in p.reason for p in problems)
+    problem = problems[0]
     assert problem.file == str(out / "district.shp" if fmt == "shp" else out)
     assert problem.layer == "district"
     assert "longitude/latitude degrees" in problem.reason and crs in problem.reason

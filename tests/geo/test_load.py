@@ -391,10 +391,10 @@ BROKEN: dict[str, Broken] = {
         lambda tmp: write(
             tmp, grids=changed("grids", e=lambda f: f.loc.__setitem__((0, "code"), None))
         ),
-        ("missing code",),
+        ("code is empty",),
         layer="grids",
         feature="#0",
-        fix="give every feature of grids a code",
+        fix="fill in the code of every grids feature",
     ),
     "duplicate report id": Broken(
         lambda tmp: write(
@@ -451,7 +451,7 @@ BROKEN: dict[str, Broken] = {
         lambda tmp: write(
             tmp, buildings=changed("buildings", e=lambda f: set_geometry(f, 7, Point(xy(6, 1))))
         ),
-        ("lies outside the district",),
+        ("m outside the district",),
         layer="buildings",
         feature="B0007",
         fix="correct its coordinates",
@@ -583,13 +583,15 @@ def test_dry_run_validates_and_stores_nothing(loaded: str, cli_env: str, tmp_pat
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
     assert {
-        k: verdict[k] for k in ("valid", "district_code", "repairs", "coordsys", "converted")
+        k: verdict[k]
+        for k in ("valid", "district_code", "repairs", "coordsys", "converted", "naive_times")
     } == {
         "valid": True,
         "district_code": CODE,
         "repairs": 0,
         "coordsys": "wgs84",
         "converted": None,
+        "naive_times": 0,
     }
     assert verdict["noding"]["noise_pieces"] == 0 and verdict["noding"]["max_move_m"] < 0.01
     assert fingerprint(loaded) == before
