@@ -8,9 +8,10 @@ Every drawn layer goes through three steps, each keeping what the one before gua
    reduced to a triangle, a hole or an island part losing a quarter of its area) keeps its
    exact geometry, and its neighbours keep their shared edges with it exact.
 2. :func:`snap_to_display` rounds the vertices to 1e-6 degrees (about 0.1 m). Where that
-   would collapse a ring, make a geometry invalid or break the coverage, the vertices of
-   the geometries involved keep more decimals (8, 10, 12, then all). Rounding is decided
-   per vertex, never per geometry, so a vertex shared by neighbours stays shared.
+   would collapse a ring, make a geometry invalid or break the coverage (judged against
+   the exact grid, so that both steps together never break one), the vertices of the
+   geometries involved keep more decimals (8, 10, 12, then all). Rounding is decided per
+   vertex, never per geometry, so a vertex shared by neighbours stays shared.
 3. :func:`encode_polygons` and :func:`encode_lines` send each feature as delta-encoded
    integers at the fewest decimals that hold all its vertices exactly, so the page draws
    exactly the snapped geometry and outlines dissolved from the grids stay on grid edges.
