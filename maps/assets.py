@@ -113,8 +113,8 @@ ASSETS: tuple[Asset, ...] = (
         "gridmap",
         "gridmap.js",
         "gridmap",
-        "0.2.0",
-        "b308e0614c6bc6c8b926378685420f95c3757eb7a3eba841ccfce385ba621353",
+        "0.3.0",
+        "29a2ad3f9adfa0d9c35f08b2af612fda3ea48c79a03c243f9cf922497fe27a7c",
     ),
 )
 

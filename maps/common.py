@@ -1,17 +1,17 @@
-"""What the three maps share: light geometry, compact payloads and the page shell.
+"""What the three maps share: the layers every page draws, names, teams and the page shell.
 
 Pages are built with folium (``Map`` inside a branca ``Figure``) but draw their layers in
 ``static/gridmap.js`` from one JSON payload, so that filters can redraw them in the browser
-and 100,000 report points stay a few megabytes. Geometry is simplified as a coverage,
-rounded to 1e-6 degrees and sent as delta-encoded integers.
+and 100,000 report points stay a few megabytes. The geometry is prepared in
+:mod:`maps.geometry`: simplified as a coverage, snapped to 1e-6 degrees where that breaks
+nothing, and sent as delta-encoded integers.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,35 +24,34 @@ import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 
-from geo.crs import Coordsys, to_metric, to_wgs84
+from geo.crs import Coordsys, to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
 from maps.assets import AssetMode, asset_tags, csp_for
+from maps.geometry import (
+    Layer,
+    display_lines,
+    dissolve_by,
+    encode_lines,
+    encode_polygons,
+    union_of_tiles,
+)
 
 __all__ = [
-    "COORD_DECIMALS",
     "STATUS_NAMES",
-    "Layer",
     "assign_to_grids",
     "basemap_coordsys",
     "basemap_payload",
     "boundary_layers",
     "bounds_of",
     "category_names",
-    "dissolve_by",
-    "encode_lines",
-    "encode_polygons",
     "esc",
     "grid_labels",
+    "grid_layer",
     "legend_html",
     "render_page",
-    "simplify_coverage",
     "team_rows",
 ]
-
-#: Display precision: 1e-6 degrees is about 0.1 m, far below a screen pixel at zoom 18.
-COORD_DECIMALS = 6
-_SCALE = 10**COORD_DECIMALS
 
 #: Chinese names of the closed-loop steps; unknown statuses fall back to their code.
 STATUS_NAMES: dict[str, str] = {
@@ -70,157 +69,8 @@ STATUS_NAMES: dict[str, str] = {
 
 _RESPONSIBILITY = Path(__file__).resolve().parent.parent / "geo" / "data" / "responsibility.json"
 
-Layer = dict[str, Any]
 
-
-# --- geometry ----------------------------------------------------------------------------
-
-
-def _round_coords(geoms: np.ndarray) -> np.ndarray:
-    """Round every coordinate; identical vertices stay identical, so shared edges stay shared."""
-    rounded = shapely.transform(geoms, lambda xy: np.round(xy, COORD_DECIMALS))
-    return shapely.remove_repeated_points(rounded, tolerance=0.0)
-
-
-def simplify_coverage(grids: gpd.GeoDataFrame, tolerance_m: float = 2.0) -> gpd.GeoDataFrame:
-    """Simplify the grid layer as one coverage, then round to 1e-6 degrees in EPSG:4326.
-
-    Simplifying each polygon on its own opens slivers and gaps between neighbours;
-    ``shapely.coverage_simplify`` on the whole layer keeps every shared edge shared.
-    The simplification runs in the metric (UTM) CRS so ``tolerance_m`` is in metres.
-    After rounding the tiling is checked with ``shapely.coverage_is_valid``; an input that
-    is not a tiling is drawn unsimplified, and a warning says when rounding collapsed
-    details.
-    """
-    out = to_wgs84(grids) if grids.crs is not None else grids.set_crs(4326)
-    if len(out) == 0:
-        return out.copy()
-    original = out.geometry.to_numpy()
-    if not shapely.coverage_is_valid(original):
-        warnings.warn(
-            "grids are not a valid coverage (overlaps or unmatched edges): drawn unsimplified",
-            stacklevel=2,
-        )
-        simplified = _round_coords(original)
-    else:
-        metric, crs = to_metric(out.geometry)
-        thin = shapely.coverage_simplify(np.asarray(metric, dtype=object), tolerance_m)
-        back = gpd.GeoSeries(thin, crs=crs).to_crs(4326).to_numpy()
-        simplified = _round_coords(back)
-        if not (shapely.coverage_is_valid(simplified) and shapely.is_valid(simplified).all()):
-            # Rounding to 1e-6° can collapse a few centimetre-scale details of a dense plan.
-            # Shared vertices still round alike, so neighbours keep their shared edges, and
-            # the unsimplified layer would round the same way: keep the lighter one.
-            warnings.warn(
-                "rounding to display precision collapsed some tiny details of the tiling",
-                stacklevel=2,
-            )
-    result = out.copy()
-    result[result.geometry.name] = simplified
-    return result
-
-
-def dissolve_by(grids: gpd.GeoDataFrame, key: pd.Series) -> dict[str, Any]:
-    """Union grids per key (e.g. community code) with ``coverage_union_all``.
-
-    Boundaries drawn from the simplified grids coincide exactly with the grid edges,
-    which independently simplified community polygons would not.
-    """
-    geoms = grids.geometry.to_numpy()
-    out: dict[str, Any] = {}
-    for value, idx in pd.Series(range(len(grids)), index=key.astype(str).to_numpy()).groupby(
-        level=0, sort=True
-    ):
-        out[str(value)] = union_of_tiles(geoms[idx.to_numpy()])
-    return out
-
-
-def union_of_tiles(geoms: Any) -> Any:
-    """``coverage_union_all`` where the tiles still match edge for edge, else a general union.
-
-    Rounding to display precision can leave a dense plan's neighbours overlapping by
-    millimetres or meeting at unshared vertices; the general union is slower but never
-    refuses.
-    """
-    members = np.asarray(geoms, dtype=object)
-    try:
-        return shapely.coverage_union_all(members)
-    except shapely.errors.GEOSException:
-        return shapely.union_all(shapely.make_valid(members))
-
-
-def _flat(coords: np.ndarray, drop_last: bool) -> np.ndarray:
-    ints = np.round(np.asarray(coords)[:, :2] * _SCALE).astype(np.int64)
-    return ints[:-1] if drop_last and len(ints) > 1 else ints
-
-
-def _ring_ints(ints: np.ndarray, origin: np.ndarray) -> list[int]:
-    """First vertex relative to the layer origin, the others relative to the one before."""
-    deltas = np.diff(ints, axis=0, prepend=origin[None, :])
-    return deltas.ravel().tolist()
-
-
-def _polygons(geom: Any) -> list[Any]:
-    if geom is None or geom.is_empty:
-        return []
-    if geom.geom_type == "Polygon":
-        return [geom]
-    return [g for g in getattr(geom, "geoms", []) if g.geom_type == "Polygon" and not g.is_empty]
-
-
-def _lines(geom: Any) -> list[Any]:
-    if geom is None or geom.is_empty:
-        return []
-    if geom.geom_type in ("LineString", "LinearRing"):
-        return [geom]
-    if geom.geom_type == "Polygon":
-        return [geom.exterior, *geom.interiors]
-    return [line for g in getattr(geom, "geoms", []) for line in _lines(g)]
-
-
-def basemap_coordsys(basemap: MapSettings | None) -> Coordsys:
-    """The system the basemap's tiles are drawn in: GCJ-02 for AMap, else WGS 84."""
-    if basemap is not None and basemap.basemap == "amap":
-        return Coordsys.GCJ02
-    return Coordsys.WGS84
-
-
-def _drawn(geoms: Iterable[Any], coordsys: Coordsys) -> list[Any]:
-    """Geometries offset to the basemap's system; drawn copies only, never stored data."""
-    if not coordsys.is_offset:
-        return list(geoms)
-
-    def shift(xy: np.ndarray) -> np.ndarray:
-        lon, lat = coordsys.from_wgs84(xy[:, 0], xy[:, 1])
-        return np.round(np.column_stack([lon, lat]), COORD_DECIMALS)
-
-    arr = np.asarray(list(geoms), dtype=object)
-    return list(shapely.transform(arr, shift)) if len(arr) else []
-
-
-def _origin(geoms: Sequence[Any]) -> np.ndarray:
-    valid = [g for g in geoms if g is not None and not g.is_empty]
-    if not valid:
-        return np.zeros(2, dtype=np.int64)
-    minx, miny, _, _ = shapely.total_bounds(np.asarray(valid, dtype=object))
-    return np.floor(np.array([minx, miny]) * _SCALE).astype(np.int64)
-
-
-def encode_polygons(geoms: Sequence[Any], coordsys: Coordsys = Coordsys.WGS84) -> Layer:
-    """Polygons as ``{"o": origin, "g": [[[ring ints...]...]...]}`` (feature → polygon → ring).
-
-    Rings drop their closing vertex; Leaflet closes polygons itself.
-    """
-    geoms = _drawn(geoms, coordsys)
-    origin = _origin(geoms)
-    features = []
-    for geom in geoms:
-        polys = []
-        for poly in _polygons(geom):
-            rings = [poly.exterior, *poly.interiors]
-            polys.append([_ring_ints(_flat(r.coords, True), origin) for r in rings])
-        features.append(polys)
-    return {"o": origin.tolist(), "g": features}
+# --- layers ------------------------------------------------------------------------------
 
 
 def grid_layer(
@@ -229,26 +79,16 @@ def grid_layer(
     names: list[str],
     communities: list[str],
     teams: pd.DataFrame | None,
-    coordsys: Coordsys = Coordsys.WGS84,
 ) -> Layer:
-    """The grid layer every page draws: shapes plus what the popups name."""
+    """The grid layer every page draws: shapes (from :func:`maps.geometry.simplify_coverage`,
+    already in display coordinates) plus what the popups name."""
     return {
-        **encode_polygons(geoms, coordsys),
+        **encode_polygons(geoms),
         "code": codes,
         "name": names,
         "community": communities,
         "team": team_rows(teams, codes),
     }
-
-
-def encode_lines(geoms: Sequence[Any], coordsys: Coordsys = Coordsys.WGS84) -> Layer:
-    """Lines (or polygon outlines) as ``{"o": origin, "g": [[line ints...]...]}``."""
-    geoms = _drawn(geoms, coordsys)
-    origin = _origin(geoms)
-    features = [
-        [_ring_ints(_flat(line.coords, False), origin) for line in _lines(geom)] for geom in geoms
-    ]
-    return {"o": origin.tolist(), "g": features}
 
 
 def assign_to_grids(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.ndarray:
@@ -354,7 +194,10 @@ def boundary_layers(
     roads: gpd.GeoDataFrame | None,
     coordsys: Coordsys,
 ) -> dict[str, Layer]:
-    """Community and street outlines (dissolved from the simplified grids) and roads."""
+    """Community and street outlines (dissolved from the drawn grids) and roads.
+
+    ``simple`` is already in display coordinates; ``coordsys`` offsets the roads alike.
+    """
     out: dict[str, Layer] = {}
     if "community_code" in simple.columns and len(simple):
         comm = dissolve_by(simple, simple["community_code"])
@@ -364,7 +207,7 @@ def boundary_layers(
                 zip(communities["code"].astype(str), communities["name"].astype(str), strict=False)
             )
         out["communities"] = {
-            **encode_lines(list(comm.values()), coordsys),
+            **encode_lines(list(comm.values())),
             "name": [names.get(k, k) for k in comm],
         }
         if communities is not None and len(communities) and "street_code" in communities.columns:
@@ -387,20 +230,22 @@ def boundary_layers(
                     )
                 merged = [union_of_tiles(v) for v in groups.values()]
                 out["streets"] = {
-                    **encode_lines(merged, coordsys),
+                    **encode_lines(merged),
                     "name": [street_names.get(k, k) for k in groups],
                 }
     if roads is not None and len(roads):
-        r = to_wgs84(roads) if roads.crs is not None else roads
-        metric, crs = to_metric(r.geometry)
-        lines = shapely.simplify(np.asarray(metric, dtype=object), 2.0)
-        thin = gpd.GeoSeries(lines, crs=crs).to_crs(4326)
-        geoms = _round_coords(thin.to_numpy())
-        out["roads"] = encode_lines(list(geoms), coordsys)
+        out["roads"] = encode_lines(display_lines(roads, coordsys=coordsys))
     return out
 
 
 # --- page --------------------------------------------------------------------------------
+
+
+def basemap_coordsys(basemap: MapSettings | None) -> Coordsys:
+    """The system the basemap's tiles are drawn in: GCJ-02 for AMap, else WGS 84."""
+    if basemap is not None and basemap.basemap == "amap":
+        return Coordsys.GCJ02
+    return Coordsys.WGS84
 
 
 def basemap_payload(basemap: MapSettings | None) -> list[dict[str, Any]]:

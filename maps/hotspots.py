@@ -33,8 +33,8 @@ from maps.common import (
     grid_layer,
     legend_html,
     render_page,
-    simplify_coverage,
 )
+from maps.geometry import simplify_coverage
 
 __all__ = ["PALETTE", "HotspotFilters", "filter_reports", "quantile_breaks", "render_hotspots"]
 
@@ -293,7 +293,7 @@ def render_hotspots(
     grids = to_wgs84(grids).reset_index(drop=True)
     reports = to_wgs84(filter_reports(reports, filters))
     reports = reports[reports.geometry.notna() & ~reports.geometry.is_empty]
-    simple = simplify_coverage(grids, tolerance_m)
+    simple = simplify_coverage(grids, tolerance_m, coordsys=coordsys)
     codes, names, comms = grid_labels(grids, communities)
     grid_index = assign_to_grids(reports, grids)
     rep, categories, subcategories, statuses, day0 = _report_payload(reports, grid_index, coordsys)
@@ -315,7 +315,7 @@ def render_hotspots(
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        "grids": grid_layer(geoms, codes, names, comms, teams),
         **boundary_layers(simple, communities, streets, roads, coordsys),
         "reports": rep,
         "categories": categories,

@@ -21,14 +21,13 @@ from maps.common import (
     basemap_payload,
     boundary_layers,
     bounds_of,
-    encode_lines,
     esc,
     grid_labels,
     grid_layer,
     legend_html,
     render_page,
-    simplify_coverage,
 )
+from maps.geometry import encode_lines, simplify_coverage
 
 __all__ = ["CHANGE_COLORS", "change_class", "load_change", "render_compare"]
 
@@ -127,17 +126,17 @@ def render_compare(
     grids_a = to_wgs84(grids_a).reset_index(drop=True)
     grids_b = to_wgs84(grids_b).reset_index(drop=True)
     change = load_change(grids_a, grids_b, buildings)
-    simple_b = simplify_coverage(grids_b, tolerance_m)
-    simple_a = simplify_coverage(grids_a, tolerance_m)
+    simple_b = simplify_coverage(grids_b, tolerance_m, coordsys=coordsys)
+    simple_a = simplify_coverage(grids_a, tolerance_m, coordsys=coordsys)
     codes, names, comms = grid_labels(grids_b, communities)
     cls = change_class(change["delta"].to_numpy(), steps)
     geoms = list(simple_b.geometry)
     payload = {
         "bounds": bounds_of(geoms + list(simple_a.geometry)),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        "grids": grid_layer(geoms, codes, names, comms, teams),
         **boundary_layers(simple_b, communities, streets, roads, coordsys),
-        "old": encode_lines(list(simple_a.geometry), coordsys),
+        "old": encode_lines(list(simple_a.geometry)),
         "oldLabel": f"{labels[0]}边界",
         "change": {
             "households": change["households"].tolist(),

@@ -32,8 +32,8 @@ from maps.common import (
     grid_layer,
     legend_html,
     render_page,
-    simplify_coverage,
 )
+from maps.geometry import simplify_coverage
 
 __all__ = [
     "BAND_COLORS",
@@ -281,15 +281,15 @@ def render_workload(
     for col in LOAD_COLUMNS:
         if col not in load.columns:
             load[col] = 0
-    simple = simplify_coverage(grids, tolerance_m)
+    coordsys = basemap_coordsys(basemap)
+    simple = simplify_coverage(grids, tolerance_m, coordsys=coordsys)
     classes = classify_band(load["households"].to_numpy(), band)
     tally = {c: int((classes == c).sum()) for c in BAND_COLORS}
     geoms = list(simple.geometry)
-    coordsys = basemap_coordsys(basemap)
     payload = {
         "bounds": bounds_of(geoms),
         "basemap": basemap_payload(basemap),
-        "grids": grid_layer(geoms, codes, names, comms, teams, coordsys),
+        "grids": grid_layer(geoms, codes, names, comms, teams),
         **boundary_layers(simple, communities, streets, roads, coordsys),
         "load": {col: load[col].round().astype(np.int64).tolist() for col in LOAD_COLUMNS},
         "band": [int(lo), int(hi)],

@@ -304,3 +304,117 @@ def projected_districts(
         return gpd.GeoDataFrame(g.drop(columns="geometry"), geometry=geoms, crs="EPSG:4326")
 
     return DrawnDistrict(crs, {k: reproject(v) for k, v in drawn.items()}, drawn)
+
+
+# --- odd coverages: tiny, thin, holed and multi-part grids near the display precision -------
+
+#: Sizes in degrees: ordinary grids (20-200 m) and thin ones from 2 mm to 30 cm, which
+#: rounding to the display precision (1e-6 degrees, about 0.1 m) collapses or deforms.
+ordinary_sizes = st.floats(2e-4, 2e-3)
+thin_sizes = st.floats(2e-8, 3e-6)
+odd_sizes = st.one_of(ordinary_sizes, ordinary_sizes, thin_sizes)
+
+
+@dataclass
+class Coverage:
+    """Grid polygons forming a valid coverage in EPSG:4326, with each grid's community."""
+
+    codes: list[str]
+    geoms: list[shapely.Geometry]
+    communities: list[str]
+
+
+def _nodes(start: float, sizes: list[float], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Node positions along one axis, ``k`` per interval, and how far each may move: a fifth
+    of its smaller neighbouring spacing, so that the jittered mesh never folds."""
+    edges = start + np.concatenate([[0.0], np.cumsum(np.repeat(np.asarray(sizes) / k, k))])
+    spacing = np.diff(edges)
+    room = np.minimum(np.concatenate([[spacing[0]], spacing]), np.append(spacing, spacing[-1]))
+    return edges, 0.2 * room
+
+
+def _ngon(cx: float, cy: float, r: float, n: int) -> list[tuple[float, float]]:
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return [(cx + r * np.cos(a), cy + r * np.sin(a)) for a in angles]
+
+
+@st.composite
+def odd_coverages(draw: st.DrawFn) -> Coverage:
+    """A jittered mesh of odd rows and columns, with holes, enclaves and island parts::
+
+    +--+-+------+   a row or column may be thin (down to 2 mm): a thin row and a thin
+    |  | |  ()  |   column meet in a tiny cell. Every edge carries k jittered vertices
+    +--+-+------+   shared exactly by both sides. () a hole (a polygon of 4-12
+    |  | |      |   vertices, 2 mm or more), left as a gap or filled by an enclave;
+    +--+-+------+   some grids take a distant cell or an island as a MultiPolygon part
+                     ()  ()  islands east of the mesh, standalone or parts of a grid
+    """
+    widths = draw(st.lists(odd_sizes, min_size=1, max_size=4))
+    heights = draw(st.lists(odd_sizes, min_size=1, max_size=3))
+    k = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    # Anywhere between display lattice points, not on them.
+    x0 = LON0 + draw(st.floats(0, 1e-6))
+    y0 = LAT0 + draw(st.floats(0, 1e-6))
+    xs, rx = _nodes(x0, widths, k)
+    ys, ry = _nodes(y0, heights, k)
+    px = xs[:, None] + rng.uniform(-1, 1, (len(xs), len(ys))) * rx[:, None]
+    py = ys[None, :] + rng.uniform(-1, 1, (len(xs), len(ys))) * ry[None, :]
+    cells: dict[tuple[int, int], shapely.Polygon] = {}
+    holes: list[shapely.Polygon] = []
+    for r in range(len(heights)):
+        for c in range(len(widths)):
+            a, b, lo, hi = c * k, (c + 1) * k, r * k, (r + 1) * k
+            ring = (
+                [(px[t, lo], py[t, lo]) for t in range(a, b)]
+                + [(px[b, t], py[b, t]) for t in range(lo, hi)]
+                + [(px[t, hi], py[t, hi]) for t in range(b, a, -1)]
+                + [(px[a, t], py[a, t]) for t in range(hi, lo, -1)]
+            )
+            inner: list[list[tuple[float, float]]] = []
+            w, h = widths[c], heights[r]
+            if draw(st.integers(0, 3)) == 0:
+                cx = (xs[a] + xs[b]) / 2
+                cy = (ys[lo] + ys[hi]) / 2
+                radius = min(draw(st.one_of(thin_sizes, ordinary_sizes)) / 2, 0.25 * min(w, h))
+                hole = _ngon(cx, cy, radius, draw(st.integers(4, 12)))
+                inner.append(hole)
+                if draw(st.booleans()):
+                    holes.append(shapely.Polygon(hole))  # an enclave grid fills it
+            cells[(r, c)] = shapely.Polygon(ring, inner)
+    geoms: list[shapely.Geometry] = []
+    communities: list[str] = []
+    used: set[tuple[int, int]] = set()
+    for (r, c), cell in cells.items():
+        if (r, c) in used:
+            continue
+        used.add((r, c))
+        far = (r, c + 2)
+        if far in cells and far not in used and draw(st.integers(0, 3)) == 0:
+            used.add(far)
+            cell = shapely.MultiPolygon([cell, cells[far]])
+        geoms.append(cell)
+        communities.append("C1" if c < (len(widths) + 1) // 2 else "C2")
+    for hole in holes:
+        geoms.append(hole)
+        communities.append("C1")
+    # Islands east of the mesh, each separated from the last by a drawn gap.
+    east = float(px.max())
+    for _ in range(draw(st.integers(0, 2))):
+        size = draw(odd_sizes)
+        gap = draw(odd_sizes)
+        cx, cy = east + gap + size / 2, y0 + size / 2
+        island = shapely.Polygon(_ngon(cx, cy, size / 2, draw(st.integers(3, 10))))
+        east = cx + size / 2
+        target = draw(st.integers(-1, len(geoms) - 1))
+        if target < 0:
+            geoms.append(island)
+            communities.append("C3")
+        else:
+            parts = list(shapely.get_parts(geoms[target]))
+            geoms[target] = shapely.MultiPolygon([*parts, island])
+    codes = [f"G{i:03d}" for i in range(len(geoms))]
+    arr = np.asarray(geoms, dtype=object)
+    assert shapely.is_valid(arr).all(), shapely.is_valid_reason(arr)
+    assert shapely.coverage_is_valid(arr), "the strategy drew an invalid coverage"
+    return Coverage(codes, geoms, communities)

@@ -4,7 +4,10 @@
 (function () {
   "use strict";
 
-  var SCALE = 1e6;
+  /* Coordinates are integers at 10^dec (dec = 6 unless a layer lists "dec" per feature:
+   * features that need more decimals to stay intact, see maps/geometry.py); the layer
+   * origin "o" is in units of 1e-6 degrees. Literal powers: Math.pow may be inexact. */
+  var POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12];
 
   function esc(text) {
     return String(text === undefined || text === null ? "" : text)
@@ -12,23 +15,28 @@
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   }
 
-  function ring(a, o) {
-    var x = o[0], y = o[1], out = new Array(a.length / 2);
+  function ring(a, o, dec) {
+    var scale = POW10[dec], k = POW10[dec - 6];
+    var x = o[0] * k, y = o[1] * k, out = new Array(a.length / 2);
     for (var i = 0, j = 0; i < a.length; i += 2, j++) {
       x += a[i]; y += a[i + 1];
-      out[j] = [y / SCALE, x / SCALE];
+      out[j] = [y / scale, x / scale];
     }
     return out;
   }
 
-  function polygonLatLngs(feature, o) {
-    return feature.map(function (poly) {
-      return poly.map(function (r) { return ring(r, o); });
+  function decimals(layer, i) { return layer.dec ? layer.dec[i] : 6; }
+
+  function polygonLatLngs(layer, i) {
+    var dec = decimals(layer, i);
+    return layer.g[i].map(function (poly) {
+      return poly.map(function (r) { return ring(r, layer.o, dec); });
     });
   }
 
-  function lineLatLngs(feature, o) {
-    return feature.map(function (l) { return ring(l, o); });
+  function lineLatLngs(layer, i) {
+    var dec = decimals(layer, i);
+    return layer.g[i].map(function (l) { return ring(l, layer.o, dec); });
   }
 
   function fmt(n) { return Number(n).toLocaleString("zh-CN"); }
@@ -92,7 +100,7 @@
     var G = D.grids;
     var grids = L.featureGroup();
     var shapes = G.g.map(function (f, i) {
-      var p = L.polygon(polygonLatLngs(f, G.o), L.extend({ className: "gm-grid" }, gridStyle(i)));
+      var p = L.polygon(polygonLatLngs(G, i), L.extend({ className: "gm-grid" }, gridStyle(i)));
       p._gmIndex = i;
       p.addTo(grids);
       return p;
@@ -103,9 +111,9 @@
       var lay = D[key];
       if (!lay) { return; }
       var group = L.layerGroup();
-      lay.g.forEach(function (f, i) {
+      lay.g.forEach(function (_, i) {
         var opts = L.extend({ renderer: canvas, interactive: false, fill: false }, style);
-        L.polyline(lineLatLngs(f, lay.o), opts).addTo(group);
+        L.polyline(lineLatLngs(lay, i), opts).addTo(group);
       });
       group.addTo(map);
       overlays[label] = group;
@@ -487,8 +495,8 @@
       return { color: "#333", weight: 0.8, opacity: 0.9, fillColor: C.color[i], fillOpacity: 0.65 };
     });
     var old = L.layerGroup();
-    D.old.g.forEach(function (f) {
-      L.polyline(lineLatLngs(f, D.old.o), {
+    D.old.g.forEach(function (f, i) {
+      L.polyline(lineLatLngs(D.old, i), {
         className: "gm-old", color: "#6a1b9a", weight: 2.2, dashArray: "6 4",
         interactive: false, fill: false
       }).addTo(old);
@@ -522,6 +530,9 @@
   var kinds = { hotspots: hotspots, workload: workload, compare: compare };
 
   window.gridmap = {
+    /* The decoders, for tests: [lat, lng] rings of feature i of a payload layer. */
+    polygonLatLngs: polygonLatLngs,
+    lineLatLngs: lineLatLngs,
     start: function (map, kind, dataId) {
       var D = JSON.parse(document.getElementById(dataId).textContent);
       // Without tiles Leaflet has no zoom limits; clusters and heat need one.

@@ -11,12 +11,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
+import shapely
 
 from maps.assets import CSP, STATIC_DIR
 from maps.hotspots import render_hotspots
 from maps.plan_diff import render_compare
 from maps.workload import render_workload
+from tests.handmade import odd_layers
+from tests.maps.test_geometry import decode
 from tests.maps.test_maps import fake_case_stats, old_plan, small_district
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,6 +76,31 @@ def district() -> SimpleNamespace:
     return d
 
 
+def _rings(geom) -> list:
+    """Rings of polygons (exterior then holes, part by part), or the parts of lines."""
+    if geom.geom_type in ("LineString", "MultiLineString"):
+        return list(shapely.get_parts(geom))
+    return [ring for part in shapely.get_parts(geom) for ring in (part.exterior, *part.interiors)]
+
+
+def _odd_pages(mode: str) -> dict[str, str]:
+    """The three maps of the hand-drawn odd district (tiny, sliver, island-only, enclave)."""
+    odd = odd_layers(reports="open")
+    grids, buildings, reports = odd["grids"], odd["buildings"], odd["reports"]
+    rest = {"communities": odd["communities"], "streets": odd["streets"], "roads": odd["roads"]}
+    return {
+        "odd_hotspots": render_hotspots(
+            grids, rest["communities"], rest["streets"], rest["roads"], reports, asset_mode=mode
+        ),
+        "odd_workload": render_workload(
+            grids, buildings, reports, (100, 200), **rest, asset_mode=mode
+        ),
+        "odd_compare": render_compare(
+            _merge_pairs(grids), grids, buildings, **rest, asset_mode=mode
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def site(district) -> Iterator[str]:
     """Pages (inline and served) and /static/maps/ on a local server that sends the CSP."""
@@ -107,6 +136,7 @@ def site(district) -> Iterator[str]:
                 asset_mode=mode,
             ),
         }
+        pages.update(_odd_pages(mode))
         for kind, page in pages.items():
             (root / f"{kind}-{mode}.html").write_text(page, encoding="utf-8")
 
@@ -210,6 +240,38 @@ def test_page_draws_every_grid_and_a_legend_offline(visit, district, kind: str, 
     assert legend.is_visible()
     assert legend.locator(".gm-legend-row").count() >= 3
     assert v.page.locator(".leaflet-control-layers").is_visible()
+
+
+@pytest.mark.parametrize("mode", ["inline", "served"])
+@pytest.mark.parametrize("kind", ["odd_hotspots", "odd_workload", "odd_compare"])
+def test_odd_district_pages_draw_every_grid(visit, kind: str, mode: str) -> None:
+    """A 4 cm grid, a 4 cm sliver, an island-only MultiPolygon grid: each gets a path."""
+    v = visit(f"{kind}-{mode}")
+    paths = v.page.eval_on_selector_all(
+        "path.gm-grid", "els => els.map(e => e.getAttribute('d') || '')"
+    )
+    assert len(paths) == len(odd_layers()["grids"])
+    assert all(d and d != "M0 0" for d in paths)
+    assert v.page.locator("#gm-legend").is_visible()
+    # What the page draws is what the payload holds, decoded alike in JavaScript and Python.
+    drawn = v.page.evaluate(
+        """() => {
+            const D = JSON.parse(document.getElementById("gm-data").textContent);
+            return {
+                data: D,
+                grids: D.grids.g.map((_, i) => gridmap.polygonLatLngs(D.grids, i)),
+                communities: D.communities.g.map((_, i) => gridmap.lineLatLngs(D.communities, i)),
+            };
+        }"""
+    )
+    for key, polygons in (("grids", True), ("communities", False)):
+        expected = decode(drawn["data"][key], polygons=polygons)
+        for js, geom in zip(drawn[key], expected, strict=True):
+            rings = [r for part in js for r in (part if polygons else [part])]
+            # gridmap.js gives [lat, lng] and, for polygons, leaves rings open.
+            ours = [np.asarray(r.coords)[: -1 if polygons else None, ::-1] for r in _rings(geom)]
+            assert len(rings) == len(ours), key
+            assert all(np.array_equal(a, b) for a, b in zip(rings, ours, strict=True)), key
 
 
 def test_hotspot_filters_change_what_is_drawn(visit, district) -> None:

@@ -23,7 +23,7 @@ from shapely.geometry import Polygon, box
 
 from geo.settings import MapSettings
 from maps.assets import ASSETS, CSP, STATIC_DIR, csp_for, verify_assets
-from maps.common import simplify_coverage
+from maps.geometry import simplify_coverage
 from maps.hotspots import HotspotFilters, filter_reports, quantile_breaks, render_hotspots
 from maps.plan_diff import change_class, load_change, render_compare
 from maps.workload import CASE_COLUMNS, case_layers, grid_workload, render_workload
@@ -668,7 +668,7 @@ def test_compare_page_draws_old_lines_and_new_grids(dist) -> None:
 
 def test_union_of_tiles_survives_tiles_that_no_longer_match() -> None:
     """Rounding a dense plan can leave neighbours overlapping or meeting at unshared vertices."""
-    from maps.common import union_of_tiles
+    from maps.geometry import union_of_tiles
 
     tile = shapely.box(0, 0, 1, 1)
     duplicate = shapely.box(0, 0, 1, 1)  # a collapsed neighbour that now overlaps
