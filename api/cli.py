@@ -80,7 +80,7 @@ def load(
     A district whose outline overlaps another stored district by more than
     GRIDMAP_TOLERANCE_M is refused, naming both and the shared area in m².
     """
-    from geo.grids import naive_times, read_district, validate_district
+    from geo.grids import naive_times, read_district, shared_addresses, validate_district
     from geo.store.queries import check_district_fits, store_district
     from geo.store.session import transaction
 
@@ -117,6 +117,12 @@ def load(
             naive = naive_times(data)
             if naive:
                 step(f"[yellow]note[/] {naive:,} report times had no offset: taken as +08:00")
+            shared = shared_addresses(data)
+            if shared:
+                step(
+                    f"[yellow]note[/] {shared:,} addresses are written on more than one building: "
+                    "address lookups will answer them as ambiguous"
+                )
             step("[green]valid[/]; nothing stored (--dry-run)")
             if json_output:
                 print_json(
@@ -128,6 +134,7 @@ def load(
                         "coordsys": data.coordsys,
                         "converted": data.converted,
                         "naive_times": naive,
+                        "shared_addresses": shared,
                     }
                 )
             return
@@ -166,6 +173,12 @@ def load(
         + (
             f" {summary.naive_times:,} report times without an offset were taken as +08:00."
             if summary.naive_times
+            else ""
+        )
+        + (
+            f" {summary.shared_addresses:,} addresses are on more than one building (address "
+            "lookups answer them as ambiguous)."
+            if summary.shared_addresses
             else ""
         )
     )

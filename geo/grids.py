@@ -317,7 +317,6 @@ def _validate(
     elif complete:
         say("checking the hierarchy")
         _check_parents(data, problems)
-        _check_attributes(data, problems)
     if problems:
         raise DataRefused(problems=problems)
     say("noding the hierarchy: every level an exact tiling of its parent")
@@ -677,28 +676,15 @@ def _check_parents(data: DistrictData, problems: list[Problem]) -> None:
             )
 
 
-def _check_attributes(data: DistrictData, problems: list[Problem]) -> None:
-    """Rules of the contract beyond the store's: each building has its own address.
+def shared_addresses(data: DistrictData) -> int:
+    """Addresses written on more than one building (a compound, a building and its annexe).
 
-    Two buildings with one address cannot be told apart by an address lookup.
+    Not a refusal: real districts have them. An address lookup cannot tell such buildings
+    apart, so it answers them as ambiguous; the load summary says how many there are.
     """
-    buildings = data.buildings
-    address = buildings["address"].map(lambda v: v.strip() if isinstance(v, str) else v)
-    dup = address.duplicated(keep=False).to_numpy() & ~_blank(buildings["address"])
-    for value in sorted(set(address[dup])):
-        rows = np.flatnonzero((address == value).to_numpy()).tolist()
-        labels = [_feature_label(buildings, "buildings", i) for i in rows]
-        problems.append(
-            Problem(
-                f"duplicate address {value!r} (buildings {', '.join(_sample_labels(labels))})",
-                file=data.sources.get("buildings"),
-                layer="buildings",
-                feature=labels[0],
-                field="address",
-                fix="give each building its own address (add its 栋 or 单元), "
-                "or remove the duplicate",
-            )
-        )
+    address = data.buildings["address"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    shared = address[address.duplicated(keep=False).to_numpy() & ~_blank(data.buildings["address"])]
+    return int(shared.nunique())
 
 
 def _sample_labels(labels: list[str], shown: int = 10) -> list[str]:

@@ -52,6 +52,7 @@ from geo.grids import (
     Repair,
     naive_times,
     parse_times,
+    shared_addresses,
 )
 from geo.precision import DEFAULT_TOLERANCE_M
 from geo.store.models import (
@@ -211,6 +212,8 @@ class LoadSummary:
     noding: dict[str, Any] | None = None
     #: Report times written without an offset, taken as +08:00.
     naive_times: int = 0
+    #: Addresses written on more than one building (lookups answer them as ambiguous).
+    shared_addresses: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -405,6 +408,7 @@ def _store_district(
         seconds=round(time.perf_counter() - started, 2),
         repairs=[str(r) for r in repairs],
         naive_times=naive_times(data),
+        shared_addresses=shared_addresses(data),
         noding=asdict(data.noding) if data.noding is not None else None,
     )
 

@@ -582,16 +582,16 @@ def test_dry_run_validates_and_stores_nothing(loaded: str, cli_env: str, tmp_pat
     result = invoke("load", *map(str, write(tmp_path)), "--replace", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
-    assert {
-        k: verdict[k]
-        for k in ("valid", "district_code", "repairs", "coordsys", "converted", "naive_times")
-    } == {
+    keys = ("valid", "district_code", "repairs", "coordsys", "converted")
+    keys += ("naive_times", "shared_addresses")
+    assert {k: verdict[k] for k in keys} == {
         "valid": True,
         "district_code": CODE,
         "repairs": 0,
         "coordsys": "wgs84",
         "converted": None,
         "naive_times": 0,
+        "shared_addresses": 0,
     }
     assert verdict["noding"]["noise_pieces"] == 0 and verdict["noding"]["max_move_m"] < 0.01
     assert fingerprint(loaded) == before
