@@ -36,6 +36,7 @@ from geo.topology import (
     as_multipolygon,
     drawn_in_candidates,
     end_on_frozen_vertices,
+    frozen_reach,
     in_precision_model,
     node_coverage,
     node_hierarchy,
@@ -851,7 +852,7 @@ def _finish_edit(
     fitted = end_on_frozen_vertices(
         new,
         shapely.boundary(region),
-        reach=2 * gs,
+        reach=frozen_reach(gs),
         max_edge=MAX_EDGE_M / 111_320.0 if geographic else MAX_EDGE_M,
         keep_sides_of=shapely.get_coordinates(b.geometry.values),
     )

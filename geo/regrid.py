@@ -57,7 +57,7 @@ from geo.plans import (
     voronoi_sites,
 )
 from geo.precision import MAX_EDGE_M
-from geo.topology import end_on_frozen_vertices
+from geo.topology import end_on_frozen_vertices, frozen_reach
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
 
@@ -867,7 +867,7 @@ def _fit_to_frozen(
         fitted = end_on_frozen_vertices(
             [out[k] for k in new],
             frozen,
-            reach=2 * gs,
+            reach=frozen_reach(gs),
             max_edge=MAX_EDGE_M / 111_320.0 if gs < 1e-3 else MAX_EDGE_M,
             keep_sides_of=buildings_xy,
         )

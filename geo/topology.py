@@ -55,6 +55,7 @@ __all__ = [
     "as_multipolygon",
     "drawn_in_candidates",
     "end_on_frozen_vertices",
+    "frozen_reach",
     "in_precision_model",
     "node_coverage",
     "node_hierarchy",
@@ -127,6 +128,11 @@ def on_precision_grid(geoms: Any, grid_size: float = PRECISION_DEG) -> bool:
     return bool(np.array_equal(np.floor(coords * scale + 0.5) / scale, coords))
 
 
+#: A face without an owner whose mean width (2·area/perimeter) is under this many precision
+#: pixels is a rounding sliver between neighbours, never a real hole.
+SLIVER_PIXELS = 10.0
+
+
 def node_coverage(geoms: Sequence[Any], grid_size: float = PRECISION_DEG) -> list[Any]:
     """Make every shared edge carry the same vertices on both sides, on the precision grid.
 
@@ -160,6 +166,12 @@ def node_coverage(geoms: Sequence[Any], grid_size: float = PRECISION_DEG) -> lis
         shared = shapely.area(shapely.intersection(arr[cand], faces[f]))
         if shared.max() > 0.5 * faces[f].area:
             owner[f] = cand[int(np.argmax(shared))]
+        elif 2.0 * faces[f].area < SLIVER_PIXELS * grid_size * faces[f].length:
+            # A sliver between two outlines a few pixels apart (rounding, not a hole): it
+            # goes to the polygon it shares the longest edge with, so nothing is left open.
+            edge = shapely.length(shapely.intersection(shapely.boundary(arr[cand]), faces[f]))
+            if edge.max() > 0:
+                owner[f] = cand[int(np.argmax(edge))]
 
     def union_of(i: int) -> Any:
         mine = faces[owner == i]
@@ -299,6 +311,14 @@ def _row_index(table: FloatArray, rows: FloatArray) -> IntArray:
     r = np.ascontiguousarray(rows).view(view).reshape(-1)
     order = np.argsort(t)
     return order[np.searchsorted(t[order], r)].astype(np.int64)
+
+
+def frozen_reach(grid_size: float, tolerance_m: float = DEFAULT_TOLERANCE_M) -> float:
+    """How close (in CRS units) a new vertex must be to a frozen boundary to count as ending
+    on it: the noise width. Clipping leaves cut ends a few pixels beside the frozen line, and
+    a vertex left there would fold the cut back on the boundary (a spike)."""
+    width = absorb_width_m(tolerance_m)
+    return width / _M_PER_DEG_LAT if grid_size < 1e-3 else width
 
 
 def _rows_in(rows: FloatArray, table: FloatArray) -> npt.NDArray[np.bool_]:
