@@ -453,6 +453,8 @@ class NodedHierarchy:
     vertices_moved: int = 0
     vertices_added: int = 0
     max_move_m: float = 0.0
+    #: Near vertex pairs (T-junctions, near nodes) that noding had to heal.
+    healed: int = 0
 
     @property
     def real_findings(self) -> list[Finding]:
@@ -482,20 +484,24 @@ def node_hierarchy(
 
     ``drawn_in`` lists candidate CRSs in order of likelihood (the declared projected CRS; for
     lon/lat files EPSG:4326 and then the local UTM zone, since lon/lat data is often
-    reprojected from a survey's projected CRS). The first that leaves no real finding wins;
-    otherwise the one leaving the least area in real findings. Findings (noise and real)
-    are returned; deciding what to refuse or repair is the caller's.
+    reprojected from a survey's projected CRS). The first where nothing needs healing and
+    nothing is wrong wins at once; otherwise the one leaving the least area in real
+    findings, then the one moving vertices least. Findings (noise and real) are returned;
+    deciding what to refuse or repair is the caller's.
     """
     best: NodedHierarchy | None = None
-    best_area = float("inf")
+    best_key = (float("inf"), float("inf"))
     for crs in drawn_in:
         result = _node_in(levels, crs, tolerance_m)
-        area = sum(f.area_m2 for f in result.real_findings)
-        if not result.real_findings:
-            return result
-        if area < best_area:
-            best, best_area = result, area
+        if not result.real_findings and not result.healed:
+            return result  # where it was drawn: nothing to heal, nothing wrong
+        # Else the CRS that leaves the least wrong, then the one that moves the least.
+        key = (sum(f.area_m2 for f in result.real_findings), result.max_move_m)
+        if key < best_key:
+            best, best_key = result, key
     assert best is not None
+    if not best.real_findings:
+        return best
     # Widths only for what is reported: the inscribed circle of a long sliver is not free.
     real = [i for i, f in enumerate(best.findings) if not f.noise]
     widths = piece_widths_m([best.findings[i].piece_m for i in real])
@@ -541,17 +547,19 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
     from_t = _transformer(crs, WGS84)
     geographic = crs.is_geographic
     pixel = PRECISION_DEG if geographic else NODING_GRID_M
-    max_edge = MAX_EDGE_M / _M_PER_DEG_LAT if geographic else MAX_EDGE_M
+    # 5% slack in lon/lat: a degree's length there is approximate, and an edge densified to
+    # 20 m in a projection must not be split again when its export is reloaded.
+    max_edge = 1.05 * MAX_EDGE_M / _M_PER_DEG_LAT if geographic else MAX_EDGE_M
     drawn = [_apply(to_t, level.geoms) for level in levels]
 
     # 1. One arrangement of every level's boundaries, snap-rounded, densified once per edge.
     everything = np.concatenate([shapely.boundary(g) for g in drawn])
-    linework = _noded_linework(
+    linework, healed = _noded_linework(
         everything,
         pixel,
         absorb_width_m(tolerance_m) * (1.0 / _M_PER_DEG_LAT if geographic else 1.0),
     )
-    linework = shapely.segmentize(linework, max_edge)
+    linework = _densified(linework, max_edge, geographic)
     faces = np.asarray(
         shapely.get_parts(shapely.polygonize(shapely.get_parts(linework))), dtype=object
     )
@@ -619,7 +627,7 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
         _union_by(finest_to(levels, depth, finest), faces_ll, len(level.codes))
         for depth, level in enumerate(levels)
     ]
-    moved, added, max_move = _moves(levels, out)
+    moved, added, max_move = _moves(levels, out, crs)
     return NodedHierarchy(
         geoms=[np.asarray([as_multipolygon(g) for g in level], dtype=object) for level in out],
         crs_used=_crs_name(crs),
@@ -627,6 +635,7 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
         vertices_moved=moved,
         vertices_added=added,
         max_move_m=max_move,
+        healed=healed,
     )
 
 
@@ -685,7 +694,18 @@ def _union_by(label: IntArray, faces: ObjArray, n: int) -> ObjArray:
     return out
 
 
-def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
+def _densified(lines: Any, max_edge: float, geographic: bool) -> Any:
+    """Edges split so that none is longer than ``max_edge`` on the ground: in lon/lat a
+    degree of longitude is shorter than one of latitude, so lengths are measured with
+    longitudes scaled by cos(latitude) (a reloaded export is then not densified again)."""
+    if not geographic:
+        return shapely.segmentize(lines, max_edge)
+    kx = float(np.cos(np.radians(shapely.centroid(lines).y)))
+    scaled = shapely.transform(lines, lambda xy: xy * [kx, 1.0])
+    return shapely.transform(shapely.segmentize(scaled, max_edge), lambda xy: xy / [kx, 1.0])
+
+
+def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> tuple[Any, int]:
     """Node boundaries on the pixel grid, then heal what is closer than the noise width:
     vertices that near each other become one (consistently for every edge that has them),
     and an edge passing that near a vertex it lacks (a T-junction millimetres off its
@@ -695,13 +715,14 @@ def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
     linework = shapely.union_all(lines, grid_size=pixel)
     edges = np.asarray(shapely.get_parts(linework), dtype=object)
     if len(edges) == 0:
-        return linework
+        return linework, 0
     coords = shapely.get_coordinates(edges)
     xy, inverse = np.unique(coords, axis=0, return_inverse=True)
     vertices = shapely.points(xy)
     tree = shapely.STRtree(vertices)
     a, b = tree.query(vertices, predicate="dwithin", distance=snap_distance)
     close = a < b
+    healed = int(close.sum())
     changed = False
     if close.any():
         rep = _clusters(len(xy), a[close], b[close], xy, snap_distance)
@@ -715,6 +736,7 @@ def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
         vertices, predicate="dwithin", distance=snap_distance
     )
     near = shapely.distance(vertices[v_idx], edges[e_idx]) > 0
+    healed += int(near.sum())
     if near.any():
         v_idx, e_idx = v_idx[near], e_idx[near]
         order = np.lexsort((v_idx, e_idx))
@@ -724,8 +746,8 @@ def _noded_linework(lines: ObjArray, pixel: float, snap_distance: float) -> Any:
             edges[edge] = _through(edges[edge], xy[group], snap_distance)
         changed = True
     if not changed:
-        return linework
-    return shapely.union_all(edges, grid_size=pixel)
+        return linework, healed
+    return shapely.union_all(edges, grid_size=pixel), healed
 
 
 def _clusters(n: int, a: IntArray, b: IntArray, xy: FloatArray, diameter: float) -> IntArray:
@@ -887,8 +909,8 @@ def _findings(
     return out
 
 
-def _moves(levels: Sequence[Level], out: list[ObjArray]) -> tuple[int, int, float]:
-    """How far noding moved the finest level, in metres, measured both ways: delivered
+def _moves(levels: Sequence[Level], out: list[ObjArray], crs: pyproj.CRS) -> tuple[int, int, float]:
+    """How far noding moved the finest level, in metres (in the drawing CRS), both ways: delivered
     vertices to the stored boundary, and stored vertices to the delivered boundary (a gap
     absorbed into a grid moves its edge although every delivered vertex is still on it).
 
@@ -898,10 +920,16 @@ def _moves(levels: Sequence[Level], out: list[ObjArray]) -> tuple[int, int, floa
     delivered, stored = levels[-1].geoms, out[-1]
     if len(delivered) == 0:
         return 0, 0, 0.0
-    metric = _metric_for(delivered)
-    to_m = _transformer(WGS84, metric)
-    a = _apply(to_m, delivered)
-    b = _apply(to_m, stored)
+    # Measured where the lines were drawn: reprojecting both would compare straight edges
+    # of one CRS with straight edges of another, centimetres apart on long edges.
+    if crs.is_geographic:
+        kx = float(np.cos(np.radians(shapely.total_bounds(delivered)[1::2].mean())))
+        scale = np.array([kx * _M_PER_DEG_LAT, _M_PER_DEG_LAT])
+        a = shapely.transform(delivered, lambda xy: xy * scale)
+        b = shapely.transform(stored, lambda xy: xy * scale)
+    else:
+        to_t = _transformer(WGS84, crs)
+        a, b = _apply(to_t, delivered), _apply(to_t, stored)
     a_xy, a_i = shapely.get_coordinates(a, return_index=True)
     b_xy, b_i = shapely.get_coordinates(b, return_index=True)
     to_b = np.nan_to_num(shapely.distance(shapely.points(a_xy), shapely.boundary(b)[a_i]))
