@@ -62,9 +62,9 @@ def metric_crs_for(lon: float, lat: float) -> pyproj.CRS:
     return pyproj.CRS.from_epsg(base + zone)
 
 
-def metric_crs_for_bounds(bounds: tuple[float, float, float, float]) -> pyproj.CRS:
+def metric_crs_for_bounds(bounds: npt.ArrayLike) -> pyproj.CRS:
     """UTM zone of the centre of lon/lat ``bounds`` (minx, miny, maxx, maxy)."""
-    minx, miny, maxx, maxy = bounds
+    minx, miny, maxx, maxy = (float(v) for v in np.asarray(bounds, dtype=np.float64).ravel())
     return metric_crs_for((minx + maxx) / 2.0, (miny + maxy) / 2.0)
 
 

@@ -529,7 +529,7 @@ def area_m2(geom: Any, crs: Any = "EPSG:4326") -> float:
     """Area in m² of a geometry, measured in its UTM zone (0 for an empty one)."""
     if geom is None or shapely.is_empty(geom):
         return 0.0
-    mcrs = metric_crs_for_bounds(tuple(float(v) for v in shapely.bounds(geom)))
+    mcrs = metric_crs_for_bounds(shapely.bounds(geom))
     return float(shapely.area(to_metric([geom], crs, mcrs)[0]))
 
 

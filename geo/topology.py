@@ -343,7 +343,7 @@ def _segments(lines: Any) -> ObjArray:
 
 
 def _metric_for(geoms: ObjArray) -> pyproj.CRS:
-    return metric_crs_for_bounds(tuple(float(v) for v in shapely.total_bounds(geoms)))
+    return metric_crs_for_bounds(shapely.total_bounds(geoms))
 
 
 def _transformer(src: pyproj.CRS, dst: pyproj.CRS) -> pyproj.Transformer | None:
