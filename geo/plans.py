@@ -28,15 +28,14 @@ from shapely import LineString
 
 from geo.crs import metric_crs_for_bounds
 from geo.errors import Conflict, DataRefused, InvalidInput, Problem
-from geo.precision import DEFAULT_TOLERANCE_M, MAX_EDGE_M
+from geo.precision import DEFAULT_TOLERANCE_M
 from geo.topology import (
     PRECISION_DEG,
     Level,
     absorb_width_m,
     as_multipolygon,
     drawn_in_candidates,
-    end_on_frozen_vertices,
-    frozen_reach,
+    fit_to_frozen,
     in_precision_model,
     node_coverage,
     node_hierarchy,
@@ -848,18 +847,11 @@ def _finish_edit(
     add = gpd.GeoDataFrame(new_rows, geometry="geometry", crs=grids.crs)
     new = list(add.geometry.values)
     b = buildings.to_crs(grids.crs) if buildings.crs != grids.crs else buildings
-    geographic = gs < 1e-3
-    fitted = end_on_frozen_vertices(
-        new,
-        shapely.boundary(region),
-        reach=frozen_reach(gs),
-        max_edge=MAX_EDGE_M / 111_320.0 if geographic else MAX_EDGE_M,
-        keep_sides_of=shapely.get_coordinates(b.geometry.values),
+    fitted = fit_to_frozen(
+        new, shapely.boundary(region), gs, keep_sides_of=shapely.get_coordinates(b.geometry.values)
     )
     add = add.set_geometry(
-        gpd.GeoSeries(
-            [as_multipolygon(g) for g in node_coverage(fitted, gs)], crs=grids.crs, index=add.index
-        )
+        gpd.GeoSeries([as_multipolygon(g) for g in fitted], crs=grids.crs, index=add.index)
     )
     keep = grids.drop(index=touched)
     out = gpd.GeoDataFrame(pd.concat([keep, add], ignore_index=True), geometry="geometry")

@@ -48,7 +48,6 @@ from geo.plans import (
     grid_name,
     grid_size_for,
     new_codes,
-    node_coverage,
     plan_metrics,
     polygonal,
     precise_inputs,
@@ -56,8 +55,7 @@ from geo.plans import (
     shared_lengths,
     voronoi_sites,
 )
-from geo.precision import MAX_EDGE_M
-from geo.topology import end_on_frozen_vertices, frozen_reach
+from geo.topology import fit_to_frozen
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
 
@@ -87,6 +85,8 @@ SMOOTH_SHARES = (1.0, 0.6, 0.3, 0.15)
 SMOOTH_SLACK = 0.02
 #: Least distance, in building spacings, simplification keeps between a building and a cut.
 CLEARANCE = 0.2
+#: Least shared edge, in metres, that makes two cells neighbours in a partition.
+MIN_CONTACT_M = 1.0
 #: Candidate cut directions of the recursive bisection.
 N_ANGLES = 12
 #: Restarts of a unit's partition while its worst part is further than this from the mean.
@@ -796,6 +796,11 @@ def _split_unit(
     key, inv = np.unique(gi * m + gj, return_inverse=True)
     elen = np.asarray(np.bincount(inv.reshape(-1), glen), dtype=np.float64)
     ei, ej = key // m, key % m
+    # Cells touching over less than a metre (at a corner of the unit, say) are not
+    # neighbours: a grid joined only there would fall apart once fitted to the boundary.
+    wide = elen >= MIN_CONTACT_M / (111_320.0 if gs < 1e-3 else 1.0)
+    if wide.sum() >= m - 1:
+        ei, ej, elen = ei[wide], ej[wide], elen[wide]
     ecost = np.where(block[ei] != block[ej], LINE_COST, 1.0) * elen
     adj: list[list[tuple[int, float]]] = [[] for _ in range(m)]
     for a, b, cost in zip(ei.tolist(), ej.tolist(), ecost.tolist(), strict=True):
@@ -864,14 +869,8 @@ def _fit_to_frozen(
         frozen = shapely.multilinestrings(
             np.concatenate([shapely.get_parts(f) for f in frozen_parts])
         )
-        fitted = end_on_frozen_vertices(
-            [out[k] for k in new],
-            frozen,
-            reach=frozen_reach(gs),
-            max_edge=MAX_EDGE_M / 111_320.0 if gs < 1e-3 else MAX_EDGE_M,
-            keep_sides_of=buildings_xy,
-        )
-        for k, geom in zip(new, node_coverage(fitted, gs), strict=True):
+        fitted = fit_to_frozen([out[k] for k in new], frozen, gs, keep_sides_of=buildings_xy)
+        for k, geom in zip(new, fitted, strict=True):
             out[k] = geom
     return out
 

@@ -54,7 +54,7 @@ __all__ = [
     "absorb_width_m",
     "as_multipolygon",
     "drawn_in_candidates",
-    "end_on_frozen_vertices",
+    "fit_to_frozen",
     "frozen_reach",
     "in_precision_model",
     "node_coverage",
@@ -215,8 +215,9 @@ def in_precision_model(
     grid = np.asarray(grids, dtype=object)
     if not (on_precision_grid(comm, grid_size) and on_precision_grid(grid, grid_size)):
         return False
-    # Densifying allows 5% slack in lon/lat (see _node_in); allow a little more here.
-    if _longest_edge_m(grid) > MAX_EDGE_M * 1.1 or not shapely.coverage_is_valid(grid):
+    # Loads densify to MAX_EDGE_M with 5% slack, fitted cuts with 10%: anything much longer
+    # was not stored by this model (new cuts would swing far to end on a vertex).
+    if _longest_edge_m(grid) > MAX_EDGE_M * 1.5 or not shapely.coverage_is_valid(grid):
         return False
     owner = np.asarray(grid_community, dtype=np.int64)
     for c, geom in enumerate(comm):
@@ -238,71 +239,136 @@ def _longest_edge_m(geoms: ObjArray) -> float:
     return float(np.hypot(d[:, 0] * kx, d[:, 1]).max(initial=0.0) * _M_PER_DEG_LAT)
 
 
-def end_on_frozen_vertices(
+def fit_to_frozen(
     parts: Sequence[Any],
     frozen: Any,
-    reach: float,
+    grid_size: float = PRECISION_DEG,
     *,
-    max_edge: float | None = None,
     keep_sides_of: FloatArray | None = None,
 ) -> list[Any]:
-    """Move the ends of new boundaries that meet a frozen one onto a vertex of it.
+    """New polygons that meet ``frozen`` boundaries (a community's, kept grids') only at
+    their vertices, matched to each other edge for edge, each the same land as before.
 
-    A new cut ending on a boundary that must not change (a community's, a kept grid's)
-    ends at a rounded point beside that boundary's segment, never on it: the frozen polygon
-    would need a vertex it does not have, and nesting (or ``ST_Equals`` of a kept grid)
-    would break by a sliver. Loaded boundaries are densified (``MAX_EDGE_M``), so a frozen
-    vertex is near; the move is applied to every part sharing the point, so neighbours stay
-    matched. ``reach`` is how close to the frozen lines a vertex must be to count as on
-    them. New boundaries are densified to ``max_edge`` first, so a move bends only a cut's
-    last short segment; of the segment's two ends the nearer is taken unless that would
-    carry a point of ``keep_sides_of`` (buildings) across the cut.
+    A new cut ending on a boundary that must not change ends at a rounded point beside
+    that boundary's segment, never on it, and clipping leaves extra vertices along it. So
+    the parts are rebuilt: their cuts (the runs of boundary off the frozen lines) are ended
+    on a frozen vertex of the segment they meet (loads densify frozen lines to
+    ``MAX_EDGE_M``, so one is near; cuts are densified first, so a moved end bends only
+    the cut's last short segment; of the segment's two ends, the nearer one that carries no
+    point of ``keep_sides_of`` across the cut), noded with the frozen lines and polygonized;
+    each face goes back to the part that held it. Frozen boundaries come out exactly as
+    they were, and neighbours share every vertex.
     """
     arr = np.asarray(list(parts), dtype=object)
     if len(arr) == 0 or frozen is None or frozen.is_empty:
         return list(arr)
-    if max_edge is not None:
-        arr = np.asarray(shapely.segmentize(arr, max_edge), dtype=object)
-    frozen_xy = np.unique(shapely.get_coordinates(frozen), axis=0)
-    rings = shapely.get_rings(shapely.get_parts(arr))
-    ring_xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    xy, inverse = np.unique(shapely.get_coordinates(arr), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    geographic = grid_size < 1e-3
+    max_edge = 1.1 * MAX_EDGE_M / (_M_PER_DEG_LAT if geographic else 1.0)
+    dense = round_to_grid(_densified(arr, max_edge, geographic), grid_size)
     shapely.prepare(frozen)
-    on_frozen = shapely.dwithin(frozen, shapely.points(xy), reach)
-    loose = on_frozen & ~_rows_in(xy, frozen_xy)
-    if not loose.any():
-        return list(arr)
-    # Ring neighbours of each vertex that are off the frozen lines: the cut it ends.
-    ring_v = _row_index(xy, ring_xy)
-    same = ring_of[1:] == ring_of[:-1]
-    a, b = ring_v[:-1][same], ring_v[1:][same]
-    inward: dict[int, set[int]] = {}
-    for u, v in ((a, b), (b, a)):
-        hit = loose[u] & ~on_frozen[v]
-        for k, q in zip(u[hit].tolist(), v[hit].tolist(), strict=True):
-            inward.setdefault(k, set()).add(q)
-    buildings = None
-    if keep_sides_of is not None and len(keep_sides_of):
-        buildings = shapely.STRtree(shapely.points(keep_sides_of))
+    rings = shapely.get_rings(shapely.get_parts(dense))
+    cuts = _ended_cuts(rings, frozen, frozen_reach(grid_size), keep_sides_of)
+    linework = shapely.union_all(
+        np.concatenate([shapely.get_parts(frozen), cuts]), grid_size=grid_size
+    )
+    faces = np.asarray(
+        shapely.get_parts(shapely.polygonize(shapely.get_parts(linework))), dtype=object
+    )
+    faces = faces[shapely.area(faces) > 0]
+    probes = shapely.point_on_surface(faces)
+    region = shapely.union_all(arr, grid_size=grid_size)  # the parts need not match yet
+    shapely.prepare(region)
+    inside = shapely.intersects(region, probes)
+    p_idx, a_idx = shapely.STRtree(arr).query(probes, predicate="intersects")
+    label = np.full(len(faces), -1, dtype=np.int64)
+    order = np.lexsort((a_idx, p_idx))
+    p_idx, a_idx = p_idx[order], a_idx[order]
+    first = np.r_[True, p_idx[1:] != p_idx[:-1]] if len(p_idx) else np.zeros(0, dtype=bool)
+    label[p_idx[first]] = a_idx[first]
+    # A face outside every old part is a sliver where a cut end swung (it joins its
+    # neighbour) or land that is not being redrawn (a kept grid, outside): it stays out.
+    thin = 2.0 * shapely.area(faces) < SLIVER_PIXELS * grid_size * shapely.length(faces)
+    label[(label < 0) & ~(inside | thin)] = -2
+    todo = np.flatnonzero(label == -1).tolist()
+    if todo:
+        _FaceAdjacency(faces).fill(label, todo, np.zeros(len(faces)))
+    out = list(arr)
+    for i in range(len(arr)):
+        mine = faces[label == i]
+        if len(mine):
+            out[i] = mine[0] if len(mine) == 1 else shapely.coverage_union_all(mine)
+    return out
+
+
+def _ended_cuts(
+    rings: ObjArray, frozen: Any, reach: float, keep_sides_of: FloatArray | None
+) -> ObjArray:
+    """Every run of the rings off the frozen lines, both its ends moved onto frozen
+    vertices (the same end for every ring sharing it); rings off them entirely as they are."""
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    on = shapely.dwithin(frozen, shapely.points(coords), reach)
     segments = _segments(frozen)
-    tree = shapely.STRtree(segments)
-    target = xy.copy()
-    for k in np.flatnonzero(loose).tolist():
-        seg = segments[int(tree.query_nearest(shapely.Point(xy[k]))[0])]
-        ends = shapely.get_coordinates(seg)
-        choices = ends[np.argsort(np.hypot(*(ends - xy[k]).T), kind="stable")]
-        target[k] = choices[0]
-        if buildings is None or k not in inward:
+    seg_tree = shapely.STRtree(segments)
+    frozen_xy = np.unique(shapely.get_coordinates(frozen), axis=0)
+    buildings = (
+        shapely.STRtree(shapely.points(keep_sides_of))
+        if keep_sides_of is not None and len(keep_sides_of)
+        else None
+    )
+    edges = _segments(shapely.multilinestrings(shapely.get_parts(rings)))
+    edge_tree = shapely.STRtree(edges)
+    ends: dict[tuple[float, float], FloatArray] = {}
+
+    def clear(p: FloatArray, w: FloatArray, inward: FloatArray) -> bool:
+        """Swinging the end from ``p`` to ``w`` carries no building across the cut and
+        makes the cut's last segment cross no other line."""
+        swept = shapely.Polygon([p, w, inward])
+        if buildings is not None and swept.area > 0:
+            if len(buildings.query(swept, predicate="contains")):
+                return False
+        last = shapely.LineString([w, inward])
+        near = edges[edge_tree.query(last, predicate="intersects")]
+        hits = shapely.intersection(near, last)
+        ok = shapely.Point(w).buffer(reach).union(shapely.Point(inward).buffer(reach))
+        return bool(shapely.is_empty(shapely.difference(hits, ok)).all())
+
+    def end_of(p: FloatArray, inward: FloatArray) -> FloatArray:
+        key = (float(p[0]), float(p[1]))
+        if key in ends:
+            return ends[key]
+        if _rows_in(p[None, :], frozen_xy)[0]:
+            ends[key] = p
+            return p
+        seg = segments[int(seg_tree.query_nearest(shapely.Point(p))[0])]
+        choices = sorted(shapely.get_coordinates(seg), key=lambda w: float(np.hypot(*(w - p))))
+        ends[key] = next((w for w in choices if clear(p, w, inward)), choices[0])
+        return ends[key]
+
+    runs: list[Any] = []
+    for r in np.unique(ring_of).tolist():
+        xy = coords[ring_of == r][:-1]
+        flags = on[ring_of == r][:-1]
+        if not flags.any():
+            runs.append(shapely.linestrings(np.vstack([xy, xy[:1]])))
             continue
-        for choice in choices:
-            swept = shapely.polygons([[xy[k], choice, xy[q], xy[k]] for q in sorted(inward[k])])
-            if not any(len(buildings.query(t, predicate="contains")) for t in swept):
-                target[k] = choice
-                break
-    moved = shapely.set_coordinates(arr.copy(), target[inverse])
-    moved = shapely.remove_repeated_points(moved)
-    return [g if g.is_valid else polygonal(shapely.make_valid(g)) for g in moved]
+        if flags.all():
+            continue
+        start = int(np.flatnonzero(flags)[0])
+        xy, flags = np.roll(xy, -start, axis=0), np.roll(flags, -start)
+        n = len(xy)
+        k = 0
+        while k < n:
+            if flags[k] and not flags[(k + 1) % n]:
+                j = k + 1
+                while not flags[j % n]:
+                    j += 1
+                body = xy[[m % n for m in range(k + 1, j)]]
+                line = np.vstack([end_of(xy[k], body[0]), body, end_of(xy[j % n], body[-1])])
+                runs.append(shapely.linestrings(line))
+                k = j
+            else:
+                k += 1
+    return np.asarray(runs, dtype=object)
 
 
 def _row_index(table: FloatArray, rows: FloatArray) -> IntArray:
@@ -701,7 +767,8 @@ def _densified(lines: Any, max_edge: float, geographic: bool) -> Any:
     longitudes scaled by cos(latitude) (a reloaded export is then not densified again)."""
     if not geographic:
         return shapely.segmentize(lines, max_edge)
-    kx = float(np.cos(np.radians(shapely.centroid(lines).y)))
+    bounds = shapely.total_bounds(lines)
+    kx = float(np.cos(np.radians((bounds[1] + bounds[3]) / 2.0)))
     scaled = shapely.transform(lines, lambda xy: xy * [kx, 1.0])
     return shapely.transform(shapely.segmentize(scaled, max_edge), lambda xy: xy / [kx, 1.0])
 

@@ -152,7 +152,8 @@ def test_stale_draft_cannot_be_published(planner: LiveServer) -> None:
     first = _regrid(planner, households=[250, 450], seed=1)
     second = _regrid(planner, target=14, seed=2)
     assert first["status"] == second["status"] == "done"
-    assert planner.client.post(f"/plans/{second['plan_id']}/publish").status_code == 200
+    pub = planner.client.post(f"/plans/{second['plan_id']}/publish")
+    assert pub.status_code == 200, pub.text
     stale = planner.client.post(f"/plans/{first['plan_id']}/publish")
     assert stale.status_code == 409
     assert "published now" in stale.json()["detail"]
