@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from geo.errors import Conflict, Forbidden, InvalidInput, NotAllowed
-from geo.taxonomy import Taxonomy
+from geo.errors import Conflict, Forbidden, InvalidInput, NotAllowed, NotFound
+from geo.taxonomy import Subcategory, Taxonomy
 
 
 class Status(enum.StrEnum):
@@ -155,6 +155,8 @@ class Actor:
 
 #: The actor of automatic steps (dispatch of grid-level cases on registration).
 SYSTEM = Actor(None, Role.admin)
+#: Who files a report sent without a key (``POST /reports``): a resident.
+ANONYMOUS = Actor(None, Role.reporter)
 
 
 @dataclass(frozen=True)
@@ -588,6 +590,39 @@ def automatic_step(case: CaseState, taxonomy: Taxonomy) -> tuple[str, StepInput]
     if case.status is Status.registered and listed and listed.grid_level and case.grid_code:
         return "dispatch", StepInput(assignee=case.grid_code, comment="grid-level: automatic")
     return None
+
+
+# --- filing ----------------------------------------------------------------------------------
+
+
+def classify_filing(
+    taxonomy: Taxonomy,
+    category: str | None,
+    subcategory: str | None,
+    *,
+    subcategory_field: str = "service_code",
+) -> tuple[str, Subcategory | None]:
+    """A new case's category and subcategory, both from the responsibility list in force.
+
+    A subcategory names its category (a category sent with it must be that one); a case
+    filed with a category alone gets its subcategory at registration.
+    """
+    if subcategory:
+        sub = taxonomy.subcategory(subcategory, field_name=subcategory_field)
+        if category and category != sub.category:
+            raise InvalidInput(
+                f"subcategory {sub.code!r} belongs to category {sub.category!r}, not {category!r}",
+                field="category",
+            )
+        return sub.category, sub
+    known = [str(c.get("code")) for c in taxonomy.categories]
+    if category not in known:
+        raise NotFound(
+            f"no category {category!r} in the responsibility list",
+            field="category",
+            fix=f"one of: {', '.join(known)}",
+        )
+    return category, None
 
 
 def due_at(registered_at: datetime, sla_hours: float) -> datetime:

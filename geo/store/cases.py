@@ -35,11 +35,12 @@ from geo.cases import (
     allowed_steps,
     automatic_step,
     check_readable,
+    classify_filing,
     read_scope,
     take_step,
 )
 from geo.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from geo.lookup import LookupAnswer
+from geo.lookup import LookupAnswer, require_district
 from geo.taxonomy import Taxonomy
 
 #: Personal fields a reporter may send; stored, never returned by lists or public answers.
@@ -150,8 +151,8 @@ _FILE_SQL = text(
          INSERT INTO reports (id, district_id, report_id, category, subcategory, reported_at,
                               status, description, grid_id, geom)
          SELECT n.id, (SELECT id FROM districts WHERE code = :district),
-                COALESCE(:rid, 'C' || lpad(n.id::text, 9, '0')), :cat, :sub, :at, 'reported',
-                :desc, (SELECT id FROM grids WHERE plan_id = :plan AND code = :grid),
+                COALESCE(:rid, :prefix || lpad(n.id::text, :digits, '0')), :cat, :sub, :at,
+                'reported', :desc, (SELECT id FROM grids WHERE plan_id = :plan AND code = :grid),
                 ST_SetSRID(ST_MakePoint(:x, :y), 4326)
          FROM n RETURNING id, report_id),
        e AS (
@@ -167,6 +168,9 @@ _FILE_SQL = text(
          FROM r)
     SELECT id, report_id FROM r"""
 )
+#: Generated ids by channel: ``POST /reports`` keeps the form it had before it filed cases.
+_ID_FORMS = {"reports": ("API", 10)}
+_CASE_ID_FORM = ("C", 9)
 
 
 def file_case(
@@ -174,21 +178,24 @@ def file_case(
     answer: LookupAnswer,
     *,
     taxonomy: Taxonomy,
-    subcategory: str,
+    subcategory: str | None,
     description: str | None,
     actor: Actor,
+    category: str | None = None,
     reporter: dict[str, str | None] | None = None,
     reported_at: datetime | None = None,
     report_id: str | None = None,
     channel: str = "api",
+    subcategory_field: str = "service_code",
 ) -> dict[str, Any]:
     """File a case at a point already assigned by ``answer``: one statement writes the case,
-    its first event and its reporter's contact (kept apart)."""
-    if answer.district_code is None:
-        raise InvalidInput(
-            "the point is in no district gridmap knows", field="lat", fix="check lat/long"
-        )
-    sub = taxonomy.subcategory(subcategory, field_name="service_code")
+    its first event and its reporter's contact (kept apart). Every channel files here."""
+    require_district(answer)
+    category, sub = classify_filing(
+        taxonomy, category, subcategory, subcategory_field=subcategory_field
+    )
+    if reported_at is not None and reported_at.tzinfo is None:
+        raise InvalidInput("reported_at needs a UTC offset", field="reported_at")
     at = reported_at or _now()
     if report_id is not None and session.scalar(
         text(
@@ -198,14 +205,17 @@ def file_case(
         {"d": answer.district_code, "r": report_id},
     ):
         raise Conflict(f"case {report_id} exists already", field="report_id")
+    prefix, digits = _ID_FORMS.get(channel, _CASE_ID_FORM)
     contact = {k: (reporter or {}).get(k) for k in (*PERSONAL_FIELDS, "address_string")}
     row = session.execute(
         _FILE_SQL,
         {
             "district": answer.district_code,
             "rid": report_id,
-            "cat": sub.category,
-            "sub": sub.code,
+            "prefix": prefix,
+            "digits": digits,
+            "cat": category,
+            "sub": sub.code if sub else None,
             "at": at,
             "desc": description,
             "plan": answer.plan_id,
@@ -222,15 +232,15 @@ def file_case(
     return {
         "case_id": row.report_id,
         "district_code": answer.district_code,
-        "category": sub.category,
-        "subcategory": sub.code,
+        "category": category,
+        "subcategory": sub.code if sub else None,
         "status": Status.reported.value,
         "reported_at": at,
         "grid_code": answer.grid_code,
         "community_code": answer.community_code,
         "street_code": answer.street_code,
-        "handler": sub.handler,
-        "sla_hours": sub.sla_hours,
+        "handler": sub.handler if sub else None,
+        "sla_hours": sub.sla_hours if sub else None,
     }
 
 

@@ -433,3 +433,56 @@ def test_each_status_step_and_role_answers_as_the_table_says(
         assert answer.json()["history"][-1]["action"] == action
     elif expected == 409:
         assert "allowed" in answer.json()
+
+
+# --- POST /reports is a case -------------------------------------------------------------------
+
+
+def test_a_report_is_filed_as_a_case_with_its_history_and_the_responsibility_list(
+    server: LiveServer, keys: dict[str, str]
+) -> None:
+    lon, lat = point_in(server, keys["grid"])
+    at = {"lon": lon, "lat": lat}
+    filed = server.client.post("/reports", json={**at, "category": "sanitation",
+                                                 "subcategory": "garbage_pile"})  # fmt: skip
+    assert filed.status_code == 201, filed.text
+    report = filed.json()
+    assert report["report_id"].startswith("API") and report["grid_code"] == keys["grid"]
+    case = server.client.get(f"/cases/{report['report_id']}", headers=auth(keys["dispatcher"]))
+    assert [e["action"] for e in case.json()["history"]] == ["file"]
+    assert case.json()["history"][0]["payload"] == {"channel": "reports", "grid_code": keys["grid"]}
+    assert case.json()["allowed"] == ["register", "reject"]
+    for body, status, field in [
+        ({"category": "weather"}, 404, "category"),
+        ({"category": "sanitation", "subcategory": "nope"}, 404, "subcategory"),
+        ({"category": "traffic", "subcategory": "garbage_pile"}, 422, "category"),
+        ({"category": "sanitation", "reported_at": "2026-01-05T08:00:00"}, 422, "reported_at"),
+    ]:
+        refused = server.client.post("/reports", json={**at, **body})
+        assert refused.status_code == status, (body, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    # A category alone: the dispatch centre names the subcategory when it registers the case.
+    loose = server.client.post("/reports", json={**at, "category": "sanitation"}).json()
+    assert loose["subcategory"] is None
+    case_id = loose["report_id"]
+    assert step(server, case_id, keys["dispatcher"], "register").status_code == 404
+    registered = step(server, case_id, keys["dispatcher"], "register", subcategory="garbage_pile")
+    assert registered.status_code == 200 and registered.json()["assignee"] == keys["grid"]
+
+
+def test_reports_share_the_filing_limit_per_address(
+    server: LiveServer, keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_CASES__LIMITS__PER_ADDRESS_BURST", "2")
+    monkeypatch.setenv("GRIDMAP_CASES__LIMITS__PER_ADDRESS_PER_MINUTE", "1")
+    lon, lat = point_in(server, keys["grid"])
+    report = {"lon": lon, "lat": lat, "category": "sanitation"}
+    with running_server(server.database_url, tmp_path) as limited:
+        answers = [limited.client.post("/reports", json=report) for _ in range(3)]
+        filed = limited.client.post(
+            "/cases", json={"lon": lon, "lat": lat, "subcategory": "graffiti"},
+            headers=auth(keys["reporter"]),
+        )  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert filed.status_code == 429  # the same bucket as POST /cases
