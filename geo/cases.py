@@ -153,6 +153,34 @@ class Actor:
         return self.grid_code or self.department
 
 
+def check_key_scope(
+    role: str, grid_code: str | None, department: str | None, taxonomy: Taxonomy
+) -> Role:
+    """The role of a new API key, which acts for a grid (``grid_worker``), for a department
+    of the responsibility list (``department``), or for neither (every other role)."""
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown role {role!r}", field="role", fix=f"one of: {', '.join(Role)}"
+        ) from None
+    if parsed is Role.grid_worker and not grid_code:
+        raise InvalidInput("a grid_worker key needs --grid CODE", field="grid")
+    if parsed is not Role.grid_worker and grid_code:
+        raise InvalidInput("only grid_worker keys act for a grid", field="grid")
+    if parsed is Role.department and not department:
+        raise InvalidInput("a department key needs --department CODE", field="department")
+    if parsed is not Role.department and department:
+        raise InvalidInput("only department keys act for a department", field="department")
+    if department and department not in taxonomy.departments:
+        raise NotFound(
+            f"no department {department!r} in the responsibility list",
+            field="department",
+            fix=f"one of: {', '.join(taxonomy.departments)}",
+        )
+    return parsed
+
+
 #: The actor of automatic steps (dispatch of grid-level cases on registration).
 SYSTEM = Actor(None, Role.admin)
 #: Who files a report sent without a key (``POST /reports``): a resident.

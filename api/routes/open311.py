@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from api.auth import CasesDep, TaxonomyDep, authenticate, bearer_token, check_filing_rate
 from api.deps import AddressBookDep, LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
-from geo.cases import FINAL, OPEN, open311_status
+from geo.cases import FINAL, OPEN, Status, open311_status
 from geo.errors import InvalidInput, NotFound
 from geo.lookup import check_lonlat
 from geo.store.cases import PERSONAL_FIELDS, file_case, list_cases
@@ -331,7 +331,7 @@ def _request_dict(case: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
     return {
         "service_request_id": case["case_id"],
         "status": open311_status(case["status"]),
-        "status_notes": "不予受理" if case["status"] == "rejected" else None,
+        "status_notes": "不予受理" if case["status"] == Status.rejected else None,
         "service_name": sub.name_zh if sub else case["subcategory"],
         "service_code": case["subcategory"],
         "description": case["description"],

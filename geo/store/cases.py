@@ -34,6 +34,7 @@ from geo.cases import (
     StepInput,
     allowed_steps,
     automatic_step,
+    check_key_scope,
     check_readable,
     classify_filing,
     read_scope,
@@ -79,32 +80,11 @@ def create_api_key(
     label: str = "",
 ) -> NewKey:
     """A new key; the token is returned once and only its hash is stored."""
-    try:
-        parsed = Role(role)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown role {role!r}", field="role", fix=f"one of: {', '.join(Role)}"
-        ) from None
-    if parsed is Role.grid_worker:
-        if not grid_code:
-            raise InvalidInput("a grid_worker key needs --grid CODE", field="grid")
-        if not session.scalar(
-            text("SELECT 1 FROM grids WHERE code = :c LIMIT 1"), {"c": grid_code}
-        ):
-            raise NotFound(f"no grid with code {grid_code!r}", field="grid")
-    elif grid_code:
-        raise InvalidInput("only grid_worker keys act for a grid", field="grid")
-    if parsed is Role.department:
-        if not department:
-            raise InvalidInput("a department key needs --department CODE", field="department")
-        if department not in taxonomy.departments:
-            raise NotFound(
-                f"no department {department!r} in the responsibility list",
-                field="department",
-                fix=f"one of: {', '.join(taxonomy.departments)}",
-            )
-    elif department:
-        raise InvalidInput("only department keys act for a department", field="department")
+    parsed = check_key_scope(role, grid_code, department, taxonomy)
+    if grid_code and not session.scalar(
+        text("SELECT 1 FROM grids WHERE code = :c LIMIT 1"), {"c": grid_code}
+    ):
+        raise NotFound(f"no grid with code {grid_code!r}", field="grid")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = session.scalar(
         text(

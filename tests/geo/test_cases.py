@@ -29,12 +29,13 @@ from geo.cases import (
     StepInput,
     allowed_steps,
     automatic_step,
+    check_key_scope,
     check_step,
     read_scope,
     take_step,
 )
 from geo.crs import Coordsys
-from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed
+from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed, NotFound
 from geo.lookup import LookupAnswer
 from geo.settings import GridmapSettings
 from geo.stats import case_stats
@@ -230,6 +231,33 @@ def test_read_scope_admits_exactly_the_cases_of_the_key(who: Actor, readable: se
     assert {name for name, case in cases.items() if scope.admits(case)} == readable
     assert scope.contact is (who.role in (Role.admin, Role.dispatcher))
     assert read_scope(None).everything and not read_scope(None).contact
+
+
+@pytest.mark.parametrize(
+    ("role", "grid", "department", "field"),
+    [
+        ("janitor", None, None, "role"),
+        ("grid_worker", None, None, "grid"),
+        ("dispatcher", "G1", None, "grid"),
+        ("department", None, None, "department"),
+        ("grid_worker", "G1", "water", "department"),
+        ("department", None, "nobody", "department"),
+    ],
+)
+def test_a_key_acts_for_a_grid_a_department_or_neither(
+    role: str, grid: str | None, department: str | None, field: str
+) -> None:
+    with pytest.raises((InvalidInput, NotFound)) as refused:
+        check_key_scope(role, grid, department, shipped_taxonomy())
+    assert refused.value.field == field
+
+
+def test_every_role_has_a_valid_key_scope() -> None:
+    scopes = {Role.grid_worker: ("G1", None), Role.department: (None, "water")}
+    for role in Role:
+        assert (
+            check_key_scope(role.value, *scopes.get(role, (None, None)), shipped_taxonomy()) is role
+        )
 
 
 # --- the responsibility list -------------------------------------------------------------------
