@@ -18,8 +18,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
-from geo.cases import Actor, Role
-from geo.errors import Forbidden, RateLimited, Unauthenticated
+from geo.cases import Actor
+from geo.errors import RateLimited, Unauthenticated
 from geo.settings import CaseSettings
 from geo.store.cases import actor_for_key
 from geo.taxonomy import Taxonomy, TaxonomyCache
@@ -104,15 +104,6 @@ def get_taxonomy(session: SessionDep, cases: CasesDep) -> Taxonomy:
 
 
 TaxonomyDep = Annotated[Taxonomy, Depends(get_taxonomy)]
-
-
-def require_role(actor: Actor, *roles: Role) -> None:
-    if actor.role is not Role.admin and actor.role not in roles:
-        raise Forbidden(
-            f"a {actor.role} key may not do this",
-            field="role",
-            fix=f"needs one of: {', '.join(r.value for r in roles)}",
-        )
 
 
 def check_filing_rate(request: Request, cases: CasesRuntime, actor: Actor | None) -> None:

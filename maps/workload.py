@@ -17,6 +17,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from geo.cases import FINAL
 from geo.crs import to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
@@ -39,7 +40,6 @@ __all__ = [
     "BAND_COLORS",
     "CASE_COLUMNS",
     "CASE_LAYERS",
-    "CLOSED_STATUSES",
     "LOAD_COLUMNS",
     "case_layers",
     "case_payload",
@@ -48,8 +48,6 @@ __all__ = [
     "render_workload",
 ]
 
-#: Statuses that end the closed loop; every other status is an open case.
-CLOSED_STATUSES = frozenset({"closed", "rejected"})
 LOAD_COLUMNS = ("households", "residents", "buildings", "open_reports")
 BAND_COLORS = {"under": "#74add1", "inside": "#a6d96a", "over": "#d73027"}
 BAND_LABELS = {"under": "低于目标", "inside": "目标范围内", "over": "超出目标"}
@@ -111,7 +109,9 @@ _FIXED_BREAKS: dict[str, tuple[list[float], list[str], tuple[str, ...]]] = {
 def is_open(reports: pd.DataFrame) -> np.ndarray:
     """Open cases: status not closed/rejected; without a status column, no ``closed_at``."""
     if "status" in reports.columns:
-        return ~reports["status"].astype("string").fillna("").isin(CLOSED_STATUSES).to_numpy()
+        return (
+            ~reports["status"].astype("string").fillna("").isin([s.value for s in FINAL]).to_numpy()
+        )
     if "closed_at" in reports.columns:
         return reports["closed_at"].isna().to_numpy()
     return np.ones(len(reports), dtype=bool)

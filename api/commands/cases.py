@@ -150,38 +150,28 @@ def advance_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Take one step of a case's loop (the rules of POST /cases/{id}/transitions)."""
-    from geo.store.cases import advance_case, blow_whistle
+    from geo.store.cases import advance_case
     from geo.store.session import transaction
     from geo.taxonomy import load_taxonomy
 
     with transaction(database_url(settings())) as session:
         actor = _actor(session, key)
         taxonomy = load_taxonomy(session)
-        if action == "whistle":
-            case = blow_whistle(
-                session,
-                case_id,
-                actor,
-                departments,
-                taxonomy=taxonomy,
-                comment=comment,
-                district=district,
-            )
-        else:
-            case = advance_case(
-                session,
-                case_id,
-                actor,
-                action,
-                taxonomy=taxonomy,
-                comment=comment,
-                district=district,
-                subcategory=subcategory,
-                assignee=assignee,
-                reason=reason,
-                duplicate_of=duplicate_of,
-                satisfaction=satisfaction,
-            )
+        case = advance_case(
+            session,
+            case_id,
+            actor,
+            action,
+            taxonomy=taxonomy,
+            comment=comment,
+            district=district,
+            subcategory=subcategory,
+            assignee=assignee,
+            reason=reason,
+            duplicate_of=duplicate_of,
+            satisfaction=satisfaction,
+            departments=departments,
+        )
     if json_output:
         print_json(case)
     else:

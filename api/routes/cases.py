@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import ActorDep, CasesDep, TaxonomyDep, check_filing_rate, current_actor
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
-from geo.cases import ACK_HOURS, REPORT_HOURS
+from geo.cases import ACK_HOURS, MAX_ACK_HOURS, MAX_REPORT_HOURS, REPORT_HOURS
 from geo.crs import Coordsys
 from geo.stats import case_stats
 from geo.store.cases import (
@@ -76,8 +76,8 @@ class WhistleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     departments: list[str] = Field(min_length=1, max_length=30)
     comment: str = Field(min_length=1, max_length=4000)
-    ack_hours: float = Field(ACK_HOURS, gt=0, le=720, description="报到 deadline")
-    report_hours: float = Field(REPORT_HOURS, gt=0, le=2160)
+    ack_hours: float = Field(ACK_HOURS, gt=0, le=MAX_ACK_HOURS, description="报到 deadline")
+    report_hours: float = Field(REPORT_HOURS, gt=0, le=MAX_REPORT_HOURS)
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -19,16 +19,16 @@ from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from api.auth import CasesDep, TaxonomyDep, authenticate, bearer_token, check_filing_rate
 from api.deps import AddressBookDep, LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
-from geo.cases import FINAL, OPEN, open311_status
+from geo.cases import FINAL, OPEN, Status, open311_status
 from geo.errors import InvalidInput, NotFound
 from geo.lookup import check_lonlat
 from geo.store.cases import PERSONAL_FIELDS, file_case, list_cases
+from geo.store.open311 import address_id_location, check_jurisdiction
 from geo.taxonomy import GRID_HANDLER, Taxonomy
 
 #: The spec answers in JSON or XML by the path's extension; both are documented so that
@@ -125,13 +125,6 @@ def _iso(value: datetime | None) -> str | None:
 # --- services ----------------------------------------------------------------------------
 
 
-def _check_jurisdiction(session: Session, jurisdiction_id: str | None) -> None:
-    if jurisdiction_id and not session.scalar(
-        text("SELECT 1 FROM districts WHERE code = :d"), {"d": jurisdiction_id}
-    ):
-        raise NotFound(f"no jurisdiction {jurisdiction_id!r}", field="jurisdiction_id")
-
-
 def _service(taxonomy: Taxonomy, code: str) -> dict[str, Any]:
     sub = taxonomy.subcategory(code, field_name="service_code")
     handler = sub.handler
@@ -154,7 +147,7 @@ def services(
     fmt: Format, session: SessionDep, taxonomy: TaxonomyDep, jurisdiction_id: str | None = None
 ) -> Response:
     """Every subcategory of the responsibility list is a service."""
-    _check_jurisdiction(session, jurisdiction_id)
+    check_jurisdiction(session, jurisdiction_id)
     listed = [_service(taxonomy, code) for code in taxonomy.subcategories]
     return _render(fmt, listed, "services", "service")
 
@@ -168,7 +161,7 @@ def service_definition(
     jurisdiction_id: str | None = None,
 ) -> Response:
     """No service asks for extra attributes (``metadata`` false): the list is empty."""
-    _check_jurisdiction(session, jurisdiction_id)
+    check_jurisdiction(session, jurisdiction_id)
     taxonomy.subcategory(service_code, field_name="service_code")
     definition = {"service_code": service_code, "attributes": []}
     return _render(fmt, definition, "service_definition", None)
@@ -241,17 +234,7 @@ def _locate(
         check_lonlat(lon, lat)
         return lon, lat
     if fields.get("address_id"):
-        row = session.execute(
-            text(
-                """SELECT ST_X(b.geom) AS lon, ST_Y(b.geom) AS lat FROM buildings b
-                   JOIN districts d ON d.id = b.district_id
-                   WHERE b.building_id = :b AND (CAST(:d AS text) IS NULL OR d.code = :d)"""
-            ),
-            {"b": fields["address_id"], "d": district},
-        ).first()
-        if row is None:
-            raise InvalidInput("no building with this address_id", field="address_id")
-        return float(row.lon), float(row.lat)
+        return address_id_location(session, fields["address_id"], district)
     if fields.get("address_string"):
         answer = addresses.search(session, fields["address_string"], district=district)
         best = answer["best"]
@@ -296,7 +279,7 @@ def create_request(
         answer = grids.lookup(lon, lat, district=district)
     actor = authenticate(session, token)
     check_filing_rate(request, cases, actor)
-    _check_jurisdiction(session, district)
+    check_jurisdiction(session, district)
     if answer is None:
         lon, lat = _locate(session, fields, addresses, district)
         answer = grids.lookup(lon, lat, district=district)
@@ -348,7 +331,7 @@ def _request_dict(case: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
     return {
         "service_request_id": case["case_id"],
         "status": open311_status(case["status"]),
-        "status_notes": "不予受理" if case["status"] == "rejected" else None,
+        "status_notes": "不予受理" if case["status"] == Status.rejected else None,
         "service_name": sub.name_zh if sub else case["subcategory"],
         "service_code": case["subcategory"],
         "description": case["description"],
@@ -399,7 +382,7 @@ def requests_list(
     status: Annotated[str | None, Query(description="open, closed or both")] = None,
 ) -> Response:
     """Public view: no reporter field, at most 1000, the last 90 days unless dates are given."""
-    _check_jurisdiction(session, jurisdiction_id)
+    check_jurisdiction(session, jurisdiction_id)
     ids = _split(service_request_id)
     start, end = _w3c(start_date, "start_date"), _w3c(end_date, "end_date")
     if not ids and start is None and end is None:
@@ -436,7 +419,7 @@ def request_detail(
     jurisdiction_id: str | None = None,
 ) -> Response:
     """One request, as a one-element list (the spec's shape)."""
-    _check_jurisdiction(session, jurisdiction_id)
+    check_jurisdiction(session, jurisdiction_id)
     found = list_cases(
         session, None, district=jurisdiction_id, case_ids=[service_request_id], limit=2
     )

@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -23,21 +23,25 @@ from geo.cases import (
     ACK_HOURS,
     FINAL,
     OPEN,
-    REJECT_REASONS,
     REPORT_HOURS,
     SYSTEM,
     Actor,
     CaseState,
+    Change,
+    ReadScope,
     Role,
     Status,
+    StepInput,
     allowed_steps,
-    can_read,
-    check_satisfaction,
-    check_step,
-    due_at,
+    automatic_step,
+    check_key_scope,
+    check_readable,
+    classify_filing,
+    read_scope,
+    take_step,
 )
 from geo.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from geo.lookup import LookupAnswer
+from geo.lookup import LookupAnswer, require_district
 from geo.taxonomy import Taxonomy
 
 #: Personal fields a reporter may send; stored, never returned by lists or public answers.
@@ -76,32 +80,11 @@ def create_api_key(
     label: str = "",
 ) -> NewKey:
     """A new key; the token is returned once and only its hash is stored."""
-    try:
-        parsed = Role(role)
-    except ValueError:
-        raise InvalidInput(
-            f"unknown role {role!r}", field="role", fix=f"one of: {', '.join(Role)}"
-        ) from None
-    if parsed is Role.grid_worker:
-        if not grid_code:
-            raise InvalidInput("a grid_worker key needs --grid CODE", field="grid")
-        if not session.scalar(
-            text("SELECT 1 FROM grids WHERE code = :c LIMIT 1"), {"c": grid_code}
-        ):
-            raise NotFound(f"no grid with code {grid_code!r}", field="grid")
-    elif grid_code:
-        raise InvalidInput("only grid_worker keys act for a grid", field="grid")
-    if parsed is Role.department:
-        if not department:
-            raise InvalidInput("a department key needs --department CODE", field="department")
-        if department not in taxonomy.departments:
-            raise NotFound(
-                f"no department {department!r} in the responsibility list",
-                field="department",
-                fix=f"one of: {', '.join(taxonomy.departments)}",
-            )
-    elif department:
-        raise InvalidInput("only department keys act for a department", field="department")
+    parsed = check_key_scope(role, grid_code, department, taxonomy)
+    if grid_code and not session.scalar(
+        text("SELECT 1 FROM grids WHERE code = :c LIMIT 1"), {"c": grid_code}
+    ):
+        raise NotFound(f"no grid with code {grid_code!r}", field="grid")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = session.scalar(
         text(
@@ -148,8 +131,8 @@ _FILE_SQL = text(
          INSERT INTO reports (id, district_id, report_id, category, subcategory, reported_at,
                               status, description, grid_id, geom)
          SELECT n.id, (SELECT id FROM districts WHERE code = :district),
-                COALESCE(:rid, 'C' || lpad(n.id::text, 9, '0')), :cat, :sub, :at, 'reported',
-                :desc, (SELECT id FROM grids WHERE plan_id = :plan AND code = :grid),
+                COALESCE(:rid, :prefix || lpad(n.id::text, :digits, '0')), :cat, :sub, :at,
+                'reported', :desc, (SELECT id FROM grids WHERE plan_id = :plan AND code = :grid),
                 ST_SetSRID(ST_MakePoint(:x, :y), 4326)
          FROM n RETURNING id, report_id),
        e AS (
@@ -165,6 +148,9 @@ _FILE_SQL = text(
          FROM r)
     SELECT id, report_id FROM r"""
 )
+#: Generated ids by channel: ``POST /reports`` keeps the form it had before it filed cases.
+_ID_FORMS = {"reports": ("API", 10)}
+_CASE_ID_FORM = ("C", 9)
 
 
 def file_case(
@@ -172,21 +158,24 @@ def file_case(
     answer: LookupAnswer,
     *,
     taxonomy: Taxonomy,
-    subcategory: str,
+    subcategory: str | None,
     description: str | None,
     actor: Actor,
+    category: str | None = None,
     reporter: dict[str, str | None] | None = None,
     reported_at: datetime | None = None,
     report_id: str | None = None,
     channel: str = "api",
+    subcategory_field: str = "service_code",
 ) -> dict[str, Any]:
     """File a case at a point already assigned by ``answer``: one statement writes the case,
-    its first event and its reporter's contact (kept apart)."""
-    if answer.district_code is None:
-        raise InvalidInput(
-            "the point is in no district gridmap knows", field="lat", fix="check lat/long"
-        )
-    sub = taxonomy.subcategory(subcategory, field_name="service_code")
+    its first event and its reporter's contact (kept apart). Every channel files here."""
+    require_district(answer)
+    category, sub = classify_filing(
+        taxonomy, category, subcategory, subcategory_field=subcategory_field
+    )
+    if reported_at is not None and reported_at.tzinfo is None:
+        raise InvalidInput("reported_at needs a UTC offset", field="reported_at")
     at = reported_at or _now()
     if report_id is not None and session.scalar(
         text(
@@ -196,14 +185,17 @@ def file_case(
         {"d": answer.district_code, "r": report_id},
     ):
         raise Conflict(f"case {report_id} exists already", field="report_id")
+    prefix, digits = _ID_FORMS.get(channel, _CASE_ID_FORM)
     contact = {k: (reporter or {}).get(k) for k in (*PERSONAL_FIELDS, "address_string")}
     row = session.execute(
         _FILE_SQL,
         {
             "district": answer.district_code,
             "rid": report_id,
-            "cat": sub.category,
-            "sub": sub.code,
+            "prefix": prefix,
+            "digits": digits,
+            "cat": category,
+            "sub": sub.code if sub else None,
             "at": at,
             "desc": description,
             "plan": answer.plan_id,
@@ -220,15 +212,15 @@ def file_case(
     return {
         "case_id": row.report_id,
         "district_code": answer.district_code,
-        "category": sub.category,
-        "subcategory": sub.code,
+        "category": category,
+        "subcategory": sub.code if sub else None,
         "status": Status.reported.value,
         "reported_at": at,
         "grid_code": answer.grid_code,
         "community_code": answer.community_code,
         "street_code": answer.street_code,
-        "handler": sub.handler,
-        "sla_hours": sub.sla_hours,
+        "handler": sub.handler if sub else None,
+        "sla_hours": sub.sla_hours if sub else None,
     }
 
 
@@ -332,6 +324,8 @@ def _state(session: Session, row: Any) -> tuple[CaseState, list[Any]]:
             if e.acknowledged_at is not None and e.reported_back_at is None
         ),
         escalated_to=frozenset(e.department for e in escalations),
+        subcategory=row.subcategory,
+        reopened=row.reopened,
     )
     return state, escalations
 
@@ -354,15 +348,7 @@ def _escalation_dict(e: Any, as_of: datetime) -> dict[str, Any]:
 
 def _readable(session: Session, row: Any, actor: Actor) -> tuple[CaseState, list[Any]]:
     state, escalations = _state(session, row)
-    if not can_read(state, actor):
-        raise Forbidden(
-            f"a {actor.role}"
-            + (f" {actor.scope}" if actor.scope else "")
-            + f" key may not read case {row.case_id}",
-            field="case_id",
-            fix="grid workers read their own grid's cases, departments their own, "
-            "reporters what they filed",
-        )
+    check_readable(state, actor, row.case_id)
     return state, escalations
 
 
@@ -405,7 +391,7 @@ def get_case(
     out["history"] = history(session, row.pk)
     out["escalations"] = [_escalation_dict(e, as_of) for e in escalations]
     out["allowed"] = allowed_steps(state, actor)
-    if actor.role in (Role.dispatcher, Role.admin):
+    if read_scope(actor).contact:
         out["reporter"] = reporter_contact(session, row.pk)
     return out
 
@@ -420,6 +406,27 @@ def reporter_contact(session: Session, pk: int) -> dict[str, Any] | None:
         {"c": pk},
     ).first()
     return dict(row._mapping) if row else None
+
+
+def _scope_sql(scope: ReadScope) -> tuple[str | None, dict[str, Any]]:
+    """``scope`` as a condition on ``reports r`` and ``grids g`` (None: every case)."""
+    if scope.everything:
+        return None, {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if scope.grid_code is not None:
+        clauses.append("g.code = :me_grid")
+        params["me_grid"] = scope.grid_code
+    if scope.department is not None:
+        clauses.append(
+            "(r.assignee = :me_dept OR EXISTS (SELECT 1 FROM case_escalations x"
+            " WHERE x.case_id = r.id AND x.department = :me_dept))"
+        )
+        params["me_dept"] = scope.department
+    if scope.filed_by is not None:
+        clauses.append("r.id IN (SELECT case_id FROM case_reporters WHERE key_id = :me_key)")
+        params["me_key"] = scope.filed_by
+    return "(" + (" OR ".join(clauses) or "false") + ")", params
 
 
 def list_cases(
@@ -481,19 +488,9 @@ def list_cases(
     exists = "EXISTS (SELECT 1 FROM case_escalations x WHERE x.case_id = r.id)"
     if escalated is not None:
         add(exists if escalated else f"NOT {exists}")
-    if actor is not None and actor.role is Role.grid_worker:
-        add("g.code = :me_grid", me_grid=actor.grid_code)
-    elif actor is not None and actor.role is Role.department:
-        add(
-            "(r.assignee = :me_dept OR EXISTS (SELECT 1 FROM case_escalations x"
-            " WHERE x.case_id = r.id AND x.department = :me_dept))",
-            me_dept=actor.department,
-        )
-    elif actor is not None and actor.role is Role.reporter:
-        add(
-            "r.id IN (SELECT case_id FROM case_reporters WHERE key_id = :me_key)",
-            me_key=actor.key_id,
-        )
+    scope, scope_params = _scope_sql(read_scope(actor))
+    if scope:
+        add(scope, **scope_params)
     sql = f"SELECT {_CASE_COLUMNS} {_CASE_FROM}"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -541,9 +538,9 @@ def _set(session: Session, pk: int, **values: Any) -> None:
     session.execute(text(f"UPDATE reports SET {assignments} WHERE id = :pk"), {"pk": pk, **values})
 
 
-def _check_assignee(session: Session, row: Any, assignee: str, taxonomy: Taxonomy) -> str:
+def _check_assignee(session: Session, row: Any, assignee: str, taxonomy: Taxonomy) -> None:
     if assignee in taxonomy.departments:
-        return assignee
+        return
     known = session.scalar(
         text(
             """SELECT 1 FROM grids g JOIN grid_plans p ON p.id = g.plan_id
@@ -557,34 +554,54 @@ def _check_assignee(session: Session, row: Any, assignee: str, taxonomy: Taxonom
             f"assignee {assignee!r} is neither a department nor a grid of the district",
             field="assignee",
         )
-    return assignee
 
 
-def _dispatch(
-    session: Session, row: Any, actor: Actor, at: datetime, assignee: str, comment: str
-) -> None:
-    payload: dict[str, Any] = {"assignee": assignee}
-    if assignee == row.grid_code:
-        leader = session.scalar(
-            text(
-                """SELECT t.leader FROM grid_teams t JOIN districts d ON d.id = t.district_id
-                   WHERE d.code = :d AND t.grid_code = :g"""
-            ),
-            {"d": row.district_code, "g": assignee},
-        )
-        payload["grid_worker"] = leader  # the grid leader is called first
-    _set(session, row.pk, status=Status.dispatched.value, assignee=assignee)
-    _event(
-        session,
-        row.pk,
-        "dispatch",
-        Status.registered,
-        Status.dispatched,
-        actor,
-        at,
-        comment,
-        payload,
+def _grid_leader(session: Session, row: Any, grid_code: str) -> str | None:
+    """The grid leader, called first when a case goes to the grid's team."""
+    leader: str | None = session.scalar(
+        text(
+            """SELECT t.leader FROM grid_teams t JOIN districts d ON d.id = t.district_id
+               WHERE d.code = :d AND t.grid_code = :g"""
+        ),
+        {"d": row.district_code, "g": grid_code},
     )
+    return leader
+
+
+def _write(
+    session: Session, row: Any, change: Change, actor: Actor, taxonomy: Taxonomy, at: datetime
+) -> None:
+    """Write what the rules said a step changes: checks that need the store first."""
+    writes, payload = change.writes, dict(change.writes.payload)
+    if writes.duplicate_of:
+        _find_case(session, writes.duplicate_of, row.district_code)
+    if writes.assignee is not None:
+        _check_assignee(session, row, writes.assignee, taxonomy)
+        if writes.assignee == row.grid_code:
+            payload["grid_worker"] = _grid_leader(session, row, writes.assignee)
+    for call in writes.calls:
+        session.execute(
+            text(
+                """INSERT INTO case_escalations (case_id, department, requested_at, requested_by,
+                                                 ack_due_at, report_due_at, comment)
+                   VALUES (:c, :d, :at, :k, :ack, :rep, :comment)"""
+            ),
+            {"c": row.pk, "d": call.department, "at": at, "k": actor.key_id,
+             "ack": call.ack_due_at, "rep": call.report_due_at, "comment": change.comment},
+        )  # fmt: skip
+    if writes.answer is not None:
+        session.execute(
+            text(
+                f"""UPDATE case_escalations SET {writes.answer.column} = :at,
+                           result = COALESCE(:result, result)
+                    WHERE case_id = :c AND department = :d"""
+            ),
+            {"at": at, "c": row.pk, "d": writes.answer.department, "result": writes.answer.result},
+        )
+    if change.columns:
+        _set(session, row.pk, **change.columns)
+    _event(session, row.pk, change.step.action, change.from_status, change.after.status, actor,
+           at, change.comment, payload)  # fmt: skip
 
 
 def advance_case(
@@ -601,94 +618,27 @@ def advance_case(
     reason: str | None = None,
     duplicate_of: str | None = None,
     satisfaction: int | None = None,
+    departments: Sequence[str] = (),
+    ack_hours: float = ACK_HOURS,
+    report_hours: float = REPORT_HOURS,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Take one step of the loop (``whistle`` has its own function, ``blow_whistle``)."""
+    """Take one step of the loop as ``geo.cases.STEPS`` says, then the step that follows by
+    itself, if any (a grid-level case goes to its grid on registration)."""
     at = at or _now()
     row = _find_case(session, case_id, district, lock=True)
     state, _ = _readable(session, row, actor)
-    if action == "whistle":
-        raise InvalidInput("blow the whistle with POST /cases/{id}/whistle", field="action")
-    step = check_step(state, actor, action)
-    comment = (comment or "").strip()
-    if step.needs_comment and not comment and action != "reject":
-        raise InvalidInput(f"{action} needs a comment ({step.description})", field="comment")
-    pk, before = row.pk, state.status.value
-    payload: dict[str, Any] = {}
-    if action == "register":
-        sub = taxonomy.subcategory(subcategory or row.subcategory or "", field_name="subcategory")
-        due = due_at(at, sub.sla_hours)
-        _set(
-            session,
-            pk,
-            status=Status.registered.value,
-            registered_at=at,
-            due_at=due,
-            category=sub.category,
-            subcategory=sub.code,
-        )
-        payload = {"subcategory": sub.code, "handler": sub.handler, "due_at": due}
-        _event(session, pk, action, before, Status.registered, actor, at, comment, payload)
-        if sub.grid_level and row.grid_code:
-            _dispatch(session, row, SYSTEM, at, row.grid_code, "grid-level: automatic")
-    elif action == "reject":
-        if reason not in REJECT_REASONS:
-            raise InvalidInput(
-                "a rejection needs reason 'invalid' or 'duplicate'",
-                field="reason",
-                fix="send reason and, for a duplicate, duplicate_of",
-            )
-        if reason == "duplicate":
-            if not duplicate_of:
-                raise InvalidInput("a duplicate needs duplicate_of", field="duplicate_of")
-            _find_case(session, duplicate_of, row.district_code)
-        _set(session, pk, status=Status.rejected.value, closed_at=at)
-        payload = {"reason": reason, "duplicate_of": duplicate_of}
-        _event(session, pk, action, before, Status.rejected, actor, at, comment, payload)
-    elif action == "dispatch":
-        listed = taxonomy.subcategories.get(row.subcategory or "")
-        target = assignee or (
-            row.grid_code if listed is None or listed.grid_level else listed.handler
-        )
-        if not target:
-            raise InvalidInput("the case has no grid; name an assignee", field="assignee")
-        _dispatch(session, row, actor, at, _check_assignee(session, row, target, taxonomy), comment)
-    elif action in ("start", "handle", "verify", "close", "reopen"):
-        assert step.target is not None
-        values: dict[str, Any] = {"status": step.target.value}
-        if action == "handle":
-            values["handled_at"] = at
-        elif action == "verify":
-            values["verified_at"] = at
-        elif action == "close":
-            values["closed_at"] = at
-        elif action == "reopen":
-            values.update(handled_at=None, verified_at=None, reopened=row.reopened + 1)
-        _set(session, pk, **values)
-        _event(session, pk, action, before, step.target, actor, at, comment)
-    elif action == "evaluate":
-        score = check_satisfaction(satisfaction)
-        _set(session, pk, satisfaction=score)
-        _event(session, pk, action, before, before, actor, at, comment, {"satisfaction": score})
-    elif action in ("acknowledge", "report_back"):
-        dept = actor.department
-        if actor.role is Role.admin:
-            pending = state.awaiting_ack if action == "acknowledge" else state.awaiting_report
-            dept = assignee if assignee in pending else None
-            if dept is None:
-                raise InvalidInput(
-                    "an admin acting for a department names it in assignee", field="assignee"
-                )
-        column = "acknowledged_at" if action == "acknowledge" else "reported_back_at"
-        session.execute(
-            text(
-                f"""UPDATE case_escalations SET {column} = :at,
-                           result = CASE WHEN :report THEN :comment ELSE result END
-                    WHERE case_id = :c AND department = :d"""
-            ),
-            {"at": at, "c": pk, "d": dept, "report": action == "report_back", "comment": comment},
-        )
-        _event(session, pk, action, before, before, actor, at, comment, {"department": dept})
+    given = StepInput(
+        comment=comment or "", subcategory=subcategory, assignee=assignee, reason=reason,
+        duplicate_of=duplicate_of, satisfaction=satisfaction, departments=tuple(departments),
+        ack_hours=ack_hours, report_hours=report_hours,
+    )  # fmt: skip
+    change = take_step(state, actor, action, given, taxonomy, at)
+    _write(session, row, change, actor, taxonomy, at)
+    follow = automatic_step(change.after, taxonomy)
+    if follow is not None:
+        automatic = take_step(change.after, SYSTEM, *follow, taxonomy, at)
+        _write(session, row, automatic, SYSTEM, taxonomy, at)
     return get_case(session, case_id, actor, district=row.district_code, as_of=at)
 
 
@@ -705,51 +655,13 @@ def blow_whistle(
     district: str | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """吹哨: call departments to a case the grid cannot solve; each must acknowledge (报到)
-    within ``ack_hours`` and report back within ``report_hours``."""
-    at = at or _now()
-    row = _find_case(session, case_id, district, lock=True)
-    state, _ = _readable(session, row, actor)
-    check_step(state, actor, "whistle")
-    if not (comment or "").strip():
-        raise InvalidInput("say why the grid cannot solve it", field="comment")
-    wanted = list(dict.fromkeys(departments))
-    if not wanted:
-        raise InvalidInput("name at least one department", field="departments")
-    for dept in wanted:
-        if dept not in taxonomy.departments:
-            raise InvalidInput(
-                f"no department {dept!r} in the responsibility list",
-                field="departments",
-                fix=f"one of: {', '.join(taxonomy.departments)}",
-            )
-        if dept in state.escalated_to:
-            raise Conflict(f"{dept} was already called to this case", field="departments")
-    if not (0 < ack_hours <= 720 and 0 < report_hours <= 2160):
-        raise InvalidInput("ack_hours must be in (0, 720] and report_hours in (0, 2160]")
-    ack_due, report_due = at + timedelta(hours=ack_hours), at + timedelta(hours=report_hours)
-    for dept in wanted:
-        session.execute(
-            text(
-                """INSERT INTO case_escalations (case_id, department, requested_at, requested_by,
-                                                 ack_due_at, report_due_at, comment)
-                   VALUES (:c, :d, :at, :k, :ack, :rep, :comment)"""
-            ),
-            {
-                "c": row.pk,
-                "d": dept,
-                "at": at,
-                "k": actor.key_id,
-                "ack": ack_due,
-                "rep": report_due,
-                "comment": comment,
-            },
-        )
-    if state.status is Status.dispatched:
-        _set(session, row.pk, status=Status.handling.value)
-    payload = {"departments": wanted, "ack_due_at": ack_due, "report_due_at": report_due}
-    _event(session, row.pk, "whistle", state.status, Status.handling, actor, at, comment, payload)
-    return get_case(session, case_id, actor, district=row.district_code, as_of=at)
+    """吹哨: the ``whistle`` step; each department called must acknowledge (报到) within
+    ``ack_hours`` and report back within ``report_hours``."""
+    return advance_case(
+        session, case_id, actor, "whistle", taxonomy=taxonomy, comment=comment,
+        departments=departments, ack_hours=ack_hours, report_hours=report_hours,
+        district=district, at=at,
+    )  # fmt: skip
 
 
 def list_escalations(
@@ -764,21 +676,22 @@ def list_escalations(
 ) -> list[dict[str, Any]]:
     """Whistle calls; ``overdue=True`` lists late or missing acknowledgements and answers."""
     as_of = as_of or _now()
-    if actor.role in (Role.reporter,):
+    scope = read_scope(actor)
+    if not scope.escalations:
         raise Forbidden("reporters do not see escalations", field="role")
     where = ["true"]
     params: dict[str, Any] = {"as_of": as_of, "limit": limit}
     if district:
         where.append("d.code = :district")
         params["district"] = district
-    if actor.role is Role.department:
-        department = actor.department
+    if scope.department is not None:
+        department = scope.department  # a department sees its own calls only
     if department:
         where.append("x.department = :dept")
         params["dept"] = department
-    if actor.role is Role.grid_worker:
-        where.append("g.code = :grid")
-        params["grid"] = actor.grid_code
+    if not scope.everything and scope.department is None:
+        where.append("g.code = :grid")  # a grid's calls (none for a scope without a grid)
+        params["grid"] = scope.grid_code
     late = (
         "(COALESCE(x.acknowledged_at, :as_of) > x.ack_due_at"
         " OR COALESCE(x.reported_back_at, :as_of) > x.report_due_at)"

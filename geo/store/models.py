@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from geo.cases import Role
+
 SRID = 4326
 
 NAMING = {
@@ -262,15 +264,6 @@ class Road(Base):
 # --- cases: the closed loop on top of ``reports`` (geo/cases.py) ------------------------------
 
 
-class KeyRole(enum.StrEnum):
-    reporter = "reporter"
-    grid_worker = "grid_worker"
-    dispatcher = "dispatcher"
-    department = "department"
-    planner = "planner"
-    admin = "admin"
-
-
 class ApiKey(Base):
     """An API key: only its sha256 is stored, with the role and the grid or department it acts
     for, so a leaked database does not leak usable keys."""
@@ -287,8 +280,8 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key_hash: Mapped[str] = mapped_column(Text, unique=True)
     prefix: Mapped[str] = mapped_column(Text)
-    role: Mapped[KeyRole] = mapped_column(
-        Enum(KeyRole, name="api_key_role", values_callable=lambda e: [m.value for m in e])
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, name="api_key_role", values_callable=lambda e: [m.value for m in e])
     )
     grid_code: Mapped[str | None] = mapped_column(Text)
     department: Mapped[str | None] = mapped_column(Text)

@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from geo.cases import FINAL
 from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft, where
 from geo.plans import Edit, MergeEdit, MoveEdit, SplitEdit
 from geo.store.models import CrosswalkRow, District, Grid, GridPlan, GridTeam, PlanStatus
@@ -103,9 +104,10 @@ def _open_reports_per_building(
     reports = read_frame(
         session,
         """SELECT geom FROM reports WHERE district_id = :d
-             AND status NOT IN ('closed', 'rejected')
+             AND status <> ALL(:final)
              AND reported_at > now() - interval '1 year'""",
         d=district_pk,
+        final=[s.value for s in FINAL],
     )
     counts = np.zeros(len(buildings))
     if reports.empty or buildings.empty:

@@ -3,8 +3,10 @@ the wrong key refused at each step; privacy of reporters; statistics; the CLI.""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fixtures.district import generate_district, write_district
+from geo.cases import STEPS, Actor, Role, Status
+from geo.lookup import LookupAnswer
 from geo.settings import GridmapSettings
-from geo.store.cases import create_api_key
+from geo.store.cases import actor_for_key, advance_case, blow_whistle, create_api_key, file_case
 from geo.store.session import transaction
 from geo.taxonomy import load_taxonomy
 from tests.api.conftest import LiveServer, loaded_database, running_server
@@ -273,3 +277,212 @@ def test_stats_over_http_and_the_cli(server: LiveServer, keys: dict[str, str]) -
     assert wrong.exit_code == 1
     shown = runner.invoke(app, ["cases", "show", case_id], env=env)
     assert shown.exit_code == 0 and "register" in shown.output
+
+
+# --- the workflow table over HTTP --------------------------------------------------------------
+
+ADMIN = Actor(None, Role.admin)
+#: Statuses before dispatch: a department cannot even read such a case (it is no one's).
+UNASSIGNED = (Status.reported, Status.registered, Status.rejected)
+#: Walked by an admin to reach each status (dispatch names the assignee; handling adds calls).
+PATH = {
+    Status.reported: [],
+    Status.rejected: ["reject"],
+    Status.registered: ["register"],
+    Status.dispatched: ["register", "dispatch"],
+    Status.handling: ["register", "dispatch", "start", "calls"],
+    Status.handled: ["register", "dispatch", "start", "calls", "handle"],
+    Status.verified: ["register", "dispatch", "start", "calls", "handle", "verify"],
+    Status.closed: ["register", "dispatch", "start", "calls", "handle", "verify", "close"],
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "reject": {"reason": "invalid"},
+    "whistle": {"departments": ["gas"], "comment": "管道破裂，网格无法处置"},
+    "report_back": {"comment": "已答复"},
+    "handle": {"comment": "已处理"},
+    "reopen": {"comment": "仍未解决"},
+    "evaluate": {"satisfaction": 4},
+}
+
+
+def table_answer(status: Status, action: str, role: Role) -> int:
+    """What the table says a key of ``role`` gets for ``action`` on its case in ``status``."""
+    step = STEPS[action]
+    if role is Role.department and status in UNASSIGNED:
+        return 403  # not its case to read, so not its case to act on
+    if status not in step.sources:
+        return 409
+    if role is not Role.admin and role not in step.roles:
+        return 403
+    return 200
+
+
+@pytest.fixture(scope="module")
+def role_keys(server: LiveServer, keys: dict[str, str]) -> dict[Role, str]:
+    """A key of every role: a new role gets its key here or the table test fails."""
+    scopes: dict[Role, dict[str, str]] = {
+        Role.grid_worker: {"grid_code": keys["grid"]},
+        Role.department: {"department": "water"},
+    }
+    with transaction(server.database_url) as session:
+        taxonomy = load_taxonomy(session)
+        return {
+            role: create_api_key(session, role.value, taxonomy=taxonomy, **scopes.get(role, {})).key
+            for role in Role
+        }
+
+
+@dataclass(frozen=True)
+class CaseMaker:
+    server: LiveServer
+    answer: LookupAnswer
+    reporter_key: str
+    grid: str
+
+    def make(self, status: Status, *, assignee: str, calls: dict[str, bool]) -> str:
+        """A case filed by the reporter key and walked to ``status`` by an admin; ``calls``:
+        departments called by a whistle in handling, and whether each has acknowledged."""
+        with transaction(self.server.database_url) as session:
+            taxonomy = load_taxonomy(session)
+            filer = actor_for_key(session, self.reporter_key)
+            case_id = str(
+                file_case(
+                    session,
+                    self.answer,
+                    taxonomy=taxonomy,
+                    subcategory="overflowing_bins",  # a department's: no automatic dispatch
+                    description="table",
+                    actor=filer,
+                )["case_id"]
+            )
+            for action in PATH[status]:
+                if action == "calls" and calls:
+                    blow_whistle(session, case_id, ADMIN, list(calls), taxonomy=taxonomy,
+                                 comment="calls")  # fmt: skip
+                    for dept in (d for d, acknowledged in calls.items() if acknowledged):
+                        advance_case(session, case_id, ADMIN, "acknowledge", taxonomy=taxonomy,
+                                     assignee=dept)  # fmt: skip
+                elif action != "calls":
+                    extra = {"assignee": assignee} if action == "dispatch" else {}
+                    advance_case(session, case_id, ADMIN, action, taxonomy=taxonomy,
+                                 **{**BODIES.get(action, {}), **extra})  # fmt: skip
+        return case_id
+
+
+@pytest.fixture(scope="module")
+def cases(server: LiveServer, keys: dict[str, str], role_keys: dict[Role, str]) -> CaseMaker:
+    lon, lat = point_in(server, keys["grid"])
+    got = server.client.get("/lookup", params={"lon": lon, "lat": lat}).json()
+    answer = LookupAnswer(**{name: got[name] for name in LookupAnswer.__dataclass_fields__})
+    return CaseMaker(server, answer, role_keys[Role.reporter], keys["grid"])
+
+
+@pytest.fixture(scope="module")
+def shared_cases(cases: CaseMaker) -> dict[Status, str]:
+    """One case per status for the answers that change nothing (403, 409): assigned to the
+    department, with one call acknowledged and one not, so every step is valid for someone."""
+    return {
+        status: cases.make(status, assignee="water", calls={"water": True, "gas": False})
+        for status in Status
+    }
+
+
+def test_every_role_reads_the_shared_cases_as_the_table_assumes(
+    server: LiveServer, role_keys: dict[Role, str], shared_cases: dict[Status, str]
+) -> None:
+    for (status, case_id), role in itertools.product(shared_cases.items(), Role):
+        got = server.client.get(f"/cases/{case_id}", headers=auth(role_keys[role]))
+        unreadable = role is Role.department and status in UNASSIGNED
+        assert got.status_code == (403 if unreadable else 200), (status, role, got.text)
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "role"),
+    list(itertools.product(Status, STEPS, Role)),
+    ids=lambda value: str(value),
+)
+def test_each_status_step_and_role_answers_as_the_table_says(
+    server: LiveServer,
+    role_keys: dict[Role, str],
+    cases: CaseMaker,
+    shared_cases: dict[Status, str],
+    status: Status,
+    action: str,
+    role: Role,
+) -> None:
+    """200 where the table lets the role take the step on its own case, 409 where the step
+    does not start from the status (with the allowed steps), 403 where it is another's."""
+    expected = table_answer(status, action, role)
+    case_id = shared_cases[status]
+    if expected == 200:  # a fresh case that is this key's to act on
+        calls = {"acknowledge": {"water": False}, "report_back": {"water": True}}.get(action, {})
+        mine = cases.grid if role is Role.grid_worker else "water"
+        case_id = cases.make(status, assignee=mine, calls=calls)
+    body = dict(BODIES.get(action, {}))
+    if role is Role.admin and action in ("acknowledge", "report_back"):
+        body["assignee"] = "water"  # an admin names the department it answers for
+    if action == "whistle":
+        url = f"/cases/{case_id}/whistle"
+    else:
+        url, body = f"/cases/{case_id}/transitions", {"action": action, **body}
+    answer = server.client.post(url, json=body, headers=auth(role_keys[role]))
+    assert answer.status_code == expected, answer.text
+    if expected == 200:
+        step = STEPS[action]
+        assert answer.json()["status"] == (step.target or status)
+        assert answer.json()["history"][-1]["action"] == action
+    elif expected == 409:
+        assert "allowed" in answer.json()
+
+
+# --- POST /reports is a case -------------------------------------------------------------------
+
+
+def test_a_report_is_filed_as_a_case_with_its_history_and_the_responsibility_list(
+    server: LiveServer, keys: dict[str, str]
+) -> None:
+    lon, lat = point_in(server, keys["grid"])
+    at = {"lon": lon, "lat": lat}
+    filed = server.client.post("/reports", json={**at, "category": "sanitation",
+                                                 "subcategory": "garbage_pile"})  # fmt: skip
+    assert filed.status_code == 201, filed.text
+    report = filed.json()
+    assert report["report_id"].startswith("API") and report["grid_code"] == keys["grid"]
+    case = server.client.get(f"/cases/{report['report_id']}", headers=auth(keys["dispatcher"]))
+    assert [e["action"] for e in case.json()["history"]] == ["file"]
+    assert case.json()["history"][0]["payload"] == {"channel": "reports", "grid_code": keys["grid"]}
+    assert case.json()["allowed"] == ["register", "reject"]
+    for body, status, field in [
+        ({"category": "weather"}, 404, "category"),
+        ({"category": "sanitation", "subcategory": "nope"}, 404, "subcategory"),
+        ({"category": "traffic", "subcategory": "garbage_pile"}, 422, "category"),
+        ({"category": "sanitation", "reported_at": "2026-01-05T08:00:00"}, 422, "reported_at"),
+    ]:
+        refused = server.client.post("/reports", json={**at, **body})
+        assert refused.status_code == status, (body, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    # A category alone: the dispatch centre names the subcategory when it registers the case.
+    loose = server.client.post("/reports", json={**at, "category": "sanitation"}).json()
+    assert loose["subcategory"] is None
+    case_id = loose["report_id"]
+    assert step(server, case_id, keys["dispatcher"], "register").status_code == 404
+    registered = step(server, case_id, keys["dispatcher"], "register", subcategory="garbage_pile")
+    assert registered.status_code == 200 and registered.json()["assignee"] == keys["grid"]
+
+
+def test_reports_share_the_filing_limit_per_address(
+    server: LiveServer, keys: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_CASES__LIMITS__PER_ADDRESS_BURST", "2")
+    monkeypatch.setenv("GRIDMAP_CASES__LIMITS__PER_ADDRESS_PER_MINUTE", "1")
+    lon, lat = point_in(server, keys["grid"])
+    report = {"lon": lon, "lat": lat, "category": "sanitation"}
+    with running_server(server.database_url, tmp_path) as limited:
+        answers = [limited.client.post("/reports", json=report) for _ in range(3)]
+        filed = limited.client.post(
+            "/cases", json={"lon": lon, "lat": lat, "subcategory": "graffiti"},
+            headers=auth(keys["reporter"]),
+        )  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert filed.status_code == 429  # the same bucket as POST /cases

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from georeport import GeoReport
 
 from fixtures.district import generate_district, write_district
@@ -185,3 +186,27 @@ def test_filing_is_rate_limited_per_key_with_retry_after(server: LiveServer) -> 
         if answer.status_code == 429:
             assert int(answer.headers["Retry-After"]) >= 1
     assert statuses[:8] == [201] * 8 and statuses[8:] == [429] * 4
+
+
+def test_post_located_by_a_buildings_address_id(server: LiveServer, key: str) -> None:
+    with transaction(server.database_url) as session:
+        building, lon, lat = session.execute(
+            sqlalchemy.text(
+                "SELECT building_id, ST_X(geom), ST_Y(geom) FROM buildings ORDER BY building_id"
+            )
+        ).first()  # type: ignore[misc]
+    there = server.client.get("/lookup", params={"lon": lon, "lat": lat}).json()
+    base = {"api_key": key, "service_code": "graffiti"}
+    posted = server.client.post(
+        "/open311/v2/requests.json",
+        data={**base, "address_id": building, "jurisdiction_id": DISTRICT},
+    )
+    assert posted.status_code == 201, posted.text
+    assert posted.json()[0]["grid_code"] == there["grid_code"] is not None
+    for form, field in [
+        ({"address_id": "no-such-building"}, "address_id"),
+        ({"address_id": building, "jurisdiction_id": "999999"}, "jurisdiction_id"),
+    ]:
+        refused = server.client.post("/open311/v2/requests.json", data={**base, **form})
+        assert refused.status_code in (404, 422), refused.text
+        assert refused.json()["errors"][0]["field"] == field

@@ -15,10 +15,28 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from fixtures.district import DistrictLayers, generate_district, write_district
-from geo.cases import STEPS, Actor, CaseState, Role, Status, allowed_steps, check_step
-from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed
+from geo.cases import (
+    STEPS,
+    Actor,
+    CaseState,
+    Effect,
+    Role,
+    Status,
+    Step,
+    StepInput,
+    allowed_steps,
+    automatic_step,
+    check_key_scope,
+    check_step,
+    read_scope,
+    take_step,
+)
+from geo.crs import Coordsys
+from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed, NotFound
+from geo.lookup import LookupAnswer
 from geo.settings import GridmapSettings
 from geo.stats import case_stats
 from geo.store.cases import (
@@ -114,6 +132,132 @@ def test_the_409_lists_what_the_actor_may_do_instead() -> None:
     with pytest.raises(NotAllowed) as refused:
         check_step(state(Status.handled), actor(Role.dispatcher), "close")
     assert refused.value.allowed == ["reopen", "verify"]
+
+
+def _taking_state(step: Step) -> CaseState:
+    """A case from which ``step`` is valid: in its first source, with calls pending."""
+    return state(
+        step.sources[0],
+        subcategory="garbage_pile",
+        reopened=2,
+        awaiting_ack=frozenset({DEPT}),
+        awaiting_report=frozenset({"gas"}),
+        escalated_to=frozenset({DEPT, "gas"}),
+    )
+
+
+@pytest.mark.parametrize("action", list(STEPS))
+def test_a_step_writes_what_its_row_says(action: str) -> None:
+    """The table's columns for every step: the status it leads to, the times it stamps, the
+    columns it empties and the counter it raises; nothing else moves the status."""
+    step, at = STEPS[action], datetime(2026, 3, 1, 9, tzinfo=UTC)
+    case = _taking_state(step)
+    given = StepInput(comment=" 说明 ", reason="invalid", satisfaction=3, departments=("fire",),
+                      assignee="gas" if step.effect is Effect.report_back else DEPT)  # fmt: skip
+    change = take_step(case, actor(Role.admin), action, given, shipped_taxonomy(), at)
+    assert change.from_status is case.status and change.comment == "说明"
+    assert change.after.status is (step.target or case.status)
+    assert change.columns.get("status") == (step.target.value if step.target else None)
+    assert all(change.columns[column] == at for column in step.stamps)
+    assert all(change.columns[column] is None for column in step.clears)
+    if step.counts:
+        assert change.columns[step.counts] == 3 and change.after.reopened == 3
+    if step.effect is None:
+        assert set(change.columns) == {
+            "status",
+            *step.stamps,
+            *step.clears,
+            *([step.counts] if step.counts else []),
+        }
+
+
+@pytest.mark.parametrize(
+    ("action", "given", "field"),
+    [
+        ("handle", StepInput(comment="   "), "comment"),
+        ("reject", StepInput(), "reason"),
+        ("reject", StepInput(reason="duplicate"), "duplicate_of"),
+        ("evaluate", StepInput(satisfaction=6), "satisfaction"),
+        ("whistle", StepInput(comment="x"), "departments"),
+        ("whistle", StepInput(comment="x", departments=("nobody",)), "departments"),
+        ("whistle", StepInput(comment="x", departments=("fire",), ack_hours=0), None),
+        ("acknowledge", StepInput(), "assignee"),  # an admin names the department
+    ],
+)
+def test_a_step_refuses_missing_or_bad_arguments(
+    action: str, given: StepInput, field: str | None
+) -> None:
+    step = STEPS[action]
+    with pytest.raises(InvalidInput) as refused:
+        take_step(_taking_state(step), actor(Role.admin), action, given, shipped_taxonomy(),
+                  datetime(2026, 3, 1, tzinfo=UTC))  # fmt: skip
+    assert refused.value.field == field
+
+
+def test_a_registered_grid_level_case_is_dispatched_to_its_grid_by_itself() -> None:
+    taxonomy = shipped_taxonomy()
+    registered = state(Status.registered, assignee=None, subcategory="garbage_pile")
+    assert automatic_step(registered, taxonomy) == (
+        "dispatch",
+        StepInput(assignee=GRID, comment="grid-level: automatic"),
+    )
+    departments = state(Status.registered, assignee=None, subcategory="overflowing_bins")
+    assert automatic_step(departments, taxonomy) is None
+    assert automatic_step(state(Status.reported, subcategory="garbage_pile"), taxonomy) is None
+
+
+@pytest.mark.parametrize(
+    ("who", "readable"),
+    [
+        (actor(Role.admin), {"mine", "other_grid", "water", "called", "filed"}),
+        (actor(Role.dispatcher), {"mine", "other_grid", "water", "called", "filed"}),
+        (actor(Role.planner), {"mine", "other_grid", "water", "called", "filed"}),
+        (actor(Role.grid_worker), {"mine", "water", "filed"}),
+        (actor(Role.department), {"water", "called"}),
+        (actor(Role.reporter, key_id=7), {"filed"}),
+        (Actor(8, Role.reporter), set()),
+        (Actor(9, Role.grid_worker), set()),  # a key without its grid reads nothing
+    ],
+)
+def test_read_scope_admits_exactly_the_cases_of_the_key(who: Actor, readable: set[str]) -> None:
+    cases = {
+        "mine": state(Status.handling, filed_by=1),
+        "other_grid": state(Status.handling, grid_code=OTHER_GRID, assignee=OTHER_GRID, filed_by=1),
+        "water": state(Status.handling, assignee=DEPT, filed_by=1),
+        "called": state(Status.handling, grid_code=OTHER_GRID, escalated_to=frozenset({DEPT})),
+        "filed": state(Status.reported, assignee=None, filed_by=7),
+    }
+    scope = read_scope(who)
+    assert {name for name, case in cases.items() if scope.admits(case)} == readable
+    assert scope.contact is (who.role in (Role.admin, Role.dispatcher))
+    assert read_scope(None).everything and not read_scope(None).contact
+
+
+@pytest.mark.parametrize(
+    ("role", "grid", "department", "field"),
+    [
+        ("janitor", None, None, "role"),
+        ("grid_worker", None, None, "grid"),
+        ("dispatcher", "G1", None, "grid"),
+        ("department", None, None, "department"),
+        ("grid_worker", "G1", "water", "department"),
+        ("department", None, "nobody", "department"),
+    ],
+)
+def test_a_key_acts_for_a_grid_a_department_or_neither(
+    role: str, grid: str | None, department: str | None, field: str
+) -> None:
+    with pytest.raises((InvalidInput, NotFound)) as refused:
+        check_key_scope(role, grid, department, shipped_taxonomy())
+    assert refused.value.field == field
+
+
+def test_every_role_has_a_valid_key_scope() -> None:
+    scopes = {Role.grid_worker: ("G1", None), Role.department: (None, "water")}
+    for role in Role:
+        assert (
+            check_key_scope(role.value, *scopes.get(role, (None, None)), shipped_taxonomy()) is role
+        )
 
 
 # --- the responsibility list -------------------------------------------------------------------
@@ -248,6 +392,70 @@ def test_a_case_walks_the_loop_with_the_right_actors(tiny_url: str, tmp_path: Pa
         )
         with pytest.raises(Forbidden):
             get_case(session, case_id, actor_for_key(session, other.key))
+        session.rollback()
+
+
+def _answer_in(session: Session, grid_code: str) -> LookupAnswer:
+    """What the lookup answers for a point inside ``grid_code`` of the published plan."""
+    row = session.execute(
+        text(
+            """SELECT p.id AS plan_id, d.code AS district, ST_X(ST_PointOnSurface(g.geom)) AS x,
+                      ST_Y(ST_PointOnSurface(g.geom)) AS y
+               FROM grids g JOIN grid_plans p ON p.id = g.plan_id
+               JOIN districts d ON d.id = p.district_id
+               WHERE g.code = :c AND p.status = 'published'"""
+        ),
+        {"c": grid_code},
+    ).one()
+    return LookupAnswer(row.x, row.y, Coordsys.WGS84, None, grid_code, None, None, None,
+                        row.district, row.plan_id, False, False, None, None)  # fmt: skip
+
+
+def test_lists_and_single_reads_admit_the_same_cases(tiny_url: str) -> None:
+    """One scope for both: every key lists exactly the cases it may open, and a department
+    lists only its own whistle calls."""
+    with transaction(tiny_url) as session:
+        taxonomy = load_taxonomy(session)
+        grid, other = session.scalars(text("SELECT code FROM grids ORDER BY code LIMIT 2")).all()
+        scopes: list[tuple[str, dict[str, str]]] = [
+            ("reporter", {}), ("reporter", {}), ("grid_worker", {"grid_code": grid}),
+            ("grid_worker", {"grid_code": other}), ("department", {"department": "water"}),
+            ("department", {"department": "gas"}), ("dispatcher", {}), ("planner", {}),
+            ("admin", {}),
+        ]  # fmt: skip
+        keys = [create_api_key(session, role, taxonomy=taxonomy, **kw).key for role, kw in scopes]
+        who = [actor_for_key(session, key) for key in keys]
+        admin = Actor(None, Role.admin)
+        mine = [
+            file_case(session, _answer_in(session, code), taxonomy=taxonomy, subcategory=sub,
+                      description=None, actor=who[0])["case_id"]
+            for code, sub in [(grid, "garbage_pile"), (grid, "overflowing_bins"),
+                              (other, "graffiti")]
+        ]  # fmt: skip
+        for case_id in mine:
+            advance_case(session, case_id, admin, "register", taxonomy=taxonomy)
+        advance_case(session, mine[1], admin, "dispatch", taxonomy=taxonomy, assignee="water")
+        advance_case(session, mine[2], admin, "start", taxonomy=taxonomy)
+        blow_whistle(session, mine[2], admin, ["gas"], taxonomy=taxonomy, comment="called")
+        sample = mine + [c["case_id"] for c in list_cases(session, None, limit=30)]
+        for actor_ in who:
+            listed = {c["case_id"] for c in list_cases(session, actor_, case_ids=sample)}
+            opened = set()
+            for case_id in sample:
+                try:
+                    get_case(session, case_id, actor_)
+                    opened.add(case_id)
+                except Forbidden:
+                    pass
+            assert listed == opened, actor_
+        assert {c["case_id"] for c in list_cases(session, who[0], case_ids=sample)} == set(mine)
+        gas = {c["case_id"] for c in list_cases(session, who[5], case_ids=sample)}
+        assert gas & set(mine) == {mine[2]}  # called to it by the whistle
+        assert [e["department"] for e in list_escalations(session, who[5])] == ["gas"]
+        assert list_escalations(session, who[4]) == []  # water was called to nothing
+        assert [e["case_id"] for e in list_escalations(session, who[3])] == [mine[2]]
+        with pytest.raises(Forbidden):
+            list_escalations(session, who[0])
         session.rollback()
 
 
