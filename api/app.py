@@ -39,6 +39,7 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.limits = settings.input_limits
     app.state.database_url = database_url(settings)
     app.state.lookup = GridLookup(app.state.database_url)
     app.state.addresses = AddressBook()

@@ -17,7 +17,6 @@ from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
 from api.console import (
     database_url,
-    input_limits,
     out,
     print_json,
     reports_errors,
@@ -85,7 +84,7 @@ def load(
     from geo.store.session import transaction
 
     config = settings()
-    limits = input_limits(config)
+    limits = config.input_limits
     with stages(json_output) as step:
         step(f"reading {', '.join(str(f) for f in files)}")
         data = read_district(files, limits, coordsys=coordsys)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,24 +20,12 @@ from geo.settings import GridmapSettings
 out = Console()
 err = Console(stderr=True)
 
-if TYPE_CHECKING:
-    from geo.io import InputLimits
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings() -> GridmapSettings:
     """Settings built at call time (never at import), from GRIDMAP_* variables."""
     return GridmapSettings()
-
-
-def input_limits(config: GridmapSettings) -> InputLimits:
-    """The hostile-input caps of the settings, for every command that reads files."""
-    from geo.io import InputLimits
-
-    return InputLimits(
-        config.max_file_bytes, config.max_vertices_per_feature, config.max_nesting_depth
-    )
 
 
 def reports_errors(func: F) -> F:

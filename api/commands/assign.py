@@ -59,10 +59,10 @@ def assign_command(
             fix="give --grids, --points and --out, or --district CODE",
         )
     assert grids is not None and points is not None and out is not None
-    from api.console import input_limits, settings
+    from api.console import settings
     from geo.assign import assign_files
 
-    limits = input_limits(settings())
+    limits = settings().input_limits
 
     with Progress(
         "[progress.description]{task.description}",
