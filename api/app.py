@@ -23,7 +23,7 @@ DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "docs"
 
 def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     """Build the app; the database URL is resolved once, the embedded cluster not started."""
-    from geo.store.cluster import database_url
+    from api.embedded_postgres import database_url
 
     settings = settings or GridmapSettings()
     app = FastAPI(

@@ -71,7 +71,7 @@ def report(error: GridmapError, *, json_output: bool) -> None:
 
 def database_url(config: GridmapSettings) -> str:
     """The URL in use, starting the embedded cluster and migrating it when needed."""
-    from geo.store.cluster import ensure_running
+    from api.embedded_postgres import ensure_running
     from geo.store.migrate import upgrade_database
 
     url = ensure_running(config, notify=lambda note: err.print(f"[yellow]note:[/] {note}"))

@@ -203,8 +203,8 @@ def _report_points(district: str, n: int, rng: np.random.Generator) -> np.ndarra
     """``n`` stored report locations of the district, drawn with a fixed seed."""
     from sqlalchemy import text
 
+    from api.embedded_postgres import database_url
     from geo.settings import GridmapSettings
-    from geo.store.cluster import database_url
     from geo.store.session import transaction
 
     with transaction(database_url(GridmapSettings())) as session:

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from api import embedded_postgres
 from geo.errors import GridmapError
 from geo.settings import GridmapSettings
-from geo.store import cluster
 
 db_app = typer.Typer(
     help="The database: a private PostgreSQL + PostGIS cluster, or GRIDMAP_DATABASE_URL.",
@@ -63,7 +63,7 @@ def _masked(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _status_dict(status: cluster.ClusterStatus) -> dict[str, Any]:
+def _status_dict(status: embedded_postgres.ClusterStatus) -> dict[str, Any]:
     return {
         "running": status.running,
         "external": status.external,
@@ -86,12 +86,12 @@ def up(json_output: JsonFlag = False) -> None:
     """
     with _reported():
         settings = GridmapSettings()
-        url = cluster.ensure_running(settings, notify=_note)
+        url = embedded_postgres.ensure_running(settings, notify=_note)
         from geo.store.migrate import upgrade_database
 
         upgrade_database(url)
         if json_output:
-            _emit({**_status_dict(cluster.status(settings)), "url": _masked(url)})
+            _emit({**_status_dict(embedded_postgres.status(settings)), "url": _masked(url)})
         else:
             typer.echo(f"database ready: {_masked(url)} (full URL: gridmap db url)")
 
@@ -101,7 +101,7 @@ def down(json_output: JsonFlag = False) -> None:
     """Stop the embedded cluster; nothing to do for an external database."""
     with _reported():
         settings = GridmapSettings()
-        stopped = cluster.stop(settings, notify=_note)
+        stopped = embedded_postgres.stop(settings, notify=_note)
         external = settings.database_url is not None
         if json_output:
             _emit({"stopped": stopped, "external": external})
@@ -115,7 +115,7 @@ def down(json_output: JsonFlag = False) -> None:
 def status(json_output: JsonFlag = False) -> None:
     """Say whether the database runs, where, and on which port (password masked)."""
     with _reported():
-        info = _status_dict(cluster.status(GridmapSettings()))
+        info = _status_dict(embedded_postgres.status(GridmapSettings()))
         if json_output:
             _emit(info)
             return
@@ -133,7 +133,7 @@ def url(json_output: JsonFlag = False) -> None:
     """Print only the URL in use (with password), for scripts and psql; starts nothing."""
     with _reported():
         settings = GridmapSettings()
-        value = cluster.database_url(settings)
+        value = embedded_postgres.database_url(settings)
         if json_output:
             _emit({"url": value, "external": settings.database_url is not None})
         else:
