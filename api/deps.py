@@ -29,7 +29,7 @@ async def get_limits(request: Request) -> InputLimits:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         yield session
 
 

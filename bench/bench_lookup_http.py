@@ -47,7 +47,7 @@ def create_bench_app():  # type: ignore[no-untyped-def]
 
     @app.get("/bench/sql")
     def sql(lon: float, lat: float) -> dict[str, str | None]:
-        with transaction(app.state.database_url) as session:
+        with transaction(app.state.sessions) as session:
             code = session.scalar(
                 text(
                     """SELECT g.code FROM grids g JOIN grid_plans p ON p.id = g.plan_id

@@ -206,7 +206,7 @@ async def lookup(request: Request) -> Any:
 def _search_address(
     request: Request, addresses: AddressBook, address: str, district: str | None, limit: int
 ) -> dict[str, Any]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         return addresses.search(session, address, district=district, limit=limit)
 
 
