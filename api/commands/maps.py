@@ -61,12 +61,14 @@ def workload_command(
 ) -> None:
     """Households, residents, buildings and open reports per grid against the band."""
     from api.commands.plan import parse_band
+    from geo.regrid import check_band
     from maps.pages import workload_page
 
     started = time.perf_counter()
     rt = runtime(ctx)
-    band = parse_band(households)
-    assert band is not None
+    parsed = parse_band(households)
+    assert parsed is not None
+    band = check_band(parsed)
     with rt.transaction() as session:
         html = workload_page(
             session, district, plan, band, basemap=rt.settings.maps, asset_mode="inline"
