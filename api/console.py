@@ -53,6 +53,7 @@ class Runtime:
 
     @cached_property
     def limits(self) -> InputLimits:
+        """The hostile-input caps, for commands that read files."""
         return self.settings.input_limits
 
     @cached_property
@@ -67,6 +68,7 @@ class Runtime:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        """The one session factory of this process, on that database."""
         from geo.store.session import session_factory
 
         return session_factory(self.url)

@@ -101,13 +101,13 @@ RESTART_BELOW = 0.03
 MAX_SEED = 2**31
 
 
-def check_band(band: tuple[int, int], field: str = "households") -> tuple[int, int]:
+def check_band(band: tuple[int, int]) -> tuple[int, int]:
     """A households band [low, high] with 0 < low < high (the regrid goal, the workload map)."""
     low, high = band
     if not 0 < low < high:
         raise InvalidInput(
             f"band {low}–{high} must have 0 < low < high",
-            field=field,
+            field="households",
             fix="give a low of at least 1 and a high above it, e.g. 300–500",
         )
     return low, high
