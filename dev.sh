@@ -5,7 +5,7 @@
 #   ./dev.sh test [ARGS]   the test suite (ARGS go to pytest); its exit code is ours
 # A second run redoes nothing: pip runs only when pyproject.toml changed, apt only when a
 # package is missing. PostgreSQL + PostGIS are installed by `gridmap db up` / the test
-# fixture (geo/store/cluster.py), not here.
+# fixture (api/embedded_postgres.py), not here.
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"
@@ -93,8 +93,8 @@ ensure_installed() {
   echo "$want" >"$stamp"
 }
 
-# cluster.py installs PostgreSQL + PostGIS with `sudo -n`: ask for the password once here,
-# where a terminal is, so that it can.
+# api/embedded_postgres.py installs PostgreSQL + PostGIS with `sudo -n`: ask for the password
+# once here, where a terminal is, so that it can.
 warm_sudo() {
   if [ -n "${GRIDMAP_DATABASE_URL:-}" ] || grep -qs '^GRIDMAP_DATABASE_URL=.' .env; then
     return 0

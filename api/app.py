@@ -15,6 +15,7 @@ from api.routes import cases, districts, lookup, maps, open311, plans, reports
 from geo.address_book import AddressBook
 from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
+from geo.store.session import session_factory
 from maps.assets import STATIC_DIR, STATIC_URL
 
 #: Swagger UI (swagger-ui-dist 5.35.0 from npm), bundled for offline /docs.
@@ -22,8 +23,9 @@ DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "docs"
 
 
 def create_app(settings: GridmapSettings | None = None) -> FastAPI:
-    """Build the app; the database URL is resolved once, the embedded cluster not started."""
-    from geo.store.cluster import database_url
+    """Build the app; the database URL and the session factory are built once from the
+    settings (the embedded cluster is not started: ``gridmap serve`` or ``db up`` did)."""
+    from api.embedded_postgres import database_url
 
     settings = settings or GridmapSettings()
     app = FastAPI(
@@ -39,8 +41,10 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.database_url = database_url(settings)
-    app.state.lookup = GridLookup(app.state.database_url)
+    app.state.limits = settings.input_limits
+    url = database_url(settings)
+    app.state.sessions = session_factory(url)
+    app.state.lookup = GridLookup(url)
     app.state.addresses = AddressBook()
     app.state.jobs = {}
     app.state.cases = CasesRuntime(settings.cases)

@@ -15,15 +15,7 @@ from api.commands.demo import demo_command
 from api.commands.lookup import lookup_command
 from api.commands.maps import map_app
 from api.commands.plan import plan_app, regrid_command
-from api.console import (
-    database_url,
-    input_limits,
-    out,
-    print_json,
-    reports_errors,
-    settings,
-    stages,
-)
+from api.console import Runtime, out, print_json, reports_errors, runtime, stages
 from geo.crs import Coordsys
 from geo.precision import DEFAULT_REPAIR_WIDTH_M
 
@@ -35,9 +27,17 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+@reports_errors
+def build_runtime(ctx: typer.Context) -> None:
+    """Read the settings once; every command takes this runtime from ``ctx.obj``."""
+    ctx.obj = Runtime()
+
+
 @app.command()
 @reports_errors
 def load(
+    ctx: typer.Context,
     files: list[Path] = typer.Argument(
         ...,
         help="GeoPackage, or per-layer GeoJSON/GeoParquet/Shapefile/CSV files, or a folder of them",
@@ -82,10 +82,9 @@ def load(
     """
     from geo.grids import naive_times, read_district, shared_addresses, validate_district
     from geo.store.queries import check_district_fits, store_district
-    from geo.store.session import transaction
 
-    config = settings()
-    limits = input_limits(config)
+    rt = runtime(ctx)
+    config, limits = rt.settings, rt.limits
     with stages(json_output) as step:
         step(f"reading {', '.join(str(f) for f in files)}")
         data = read_district(files, limits, coordsys=coordsys)
@@ -107,10 +106,9 @@ def load(
         if data.noding is not None:
             step(str(data.noding))
         source = ", ".join(str(f) for f in files)
-        url = database_url(config)
         if dry_run:
             step("checking the code and the outline against the stored districts")
-            with transaction(url, read_only=True) as session:
+            with rt.transaction(read_only=True) as session:
                 check_district_fits(
                     session, data, replace=replace, tolerance_m=config.tolerance_m, source=source
                 )
@@ -138,7 +136,7 @@ def load(
                     }
                 )
             return
-        with transaction(url) as session:
+        with rt.transaction() as session:
             summary = store_district(
                 session,
                 data,
@@ -195,6 +193,7 @@ def load(
 @app.command()
 @reports_errors
 def export(
+    ctx: typer.Context,
     district: str = typer.Option(..., "--district", help="district code"),
     out_path: Path = typer.Option(
         ..., "--out", help="a .gpkg (all layers), a folder (GeoJSON per layer) or .parquet"
@@ -204,10 +203,8 @@ def export(
     """Write a stored district back in the data contract (load -> export -> load is lossless)."""
     from geo.grids import write_district_layers
     from geo.store.queries import load_district_data
-    from geo.store.session import transaction
 
-    config = settings()
-    with transaction(database_url(config)) as session:
+    with runtime(ctx).transaction() as session:
         data = load_district_data(session, district)
     written = write_district_layers(data, out_path)
     if json_output:
@@ -219,6 +216,7 @@ def export(
 @app.command()
 @reports_errors
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(1, "--workers"),
@@ -226,9 +224,11 @@ def serve(
     """Serve the API (FastAPI on uvicorn)."""
     import uvicorn
 
-    config = settings()
-    database_url(config)
-    out.print(f"gridmap API on [bold]http://{host}:{port}/[/] (docs at /docs)")
+    url = runtime(ctx).url  # up and migrated here: create_app only resolves the URL
+    out.print(
+        f"gridmap API on [bold]http://{host}:{port}/[/] (docs at /docs), "
+        f"database at {url.split('@')[-1]}"
+    )
     uvicorn.run(
         "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
     )

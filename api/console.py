@@ -1,4 +1,4 @@
-"""What every ``gridmap`` command shares: settings, the database, errors, progress, JSON."""
+"""What every ``gridmap`` command shares: the runtime, errors, progress, JSON."""
 
 from __future__ import annotations
 
@@ -6,38 +6,88 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from geo.errors import DataRefused, GridmapError, problem_lines, translate
-from geo.settings import GridmapSettings
+from geo.errors import DataRefused, GridmapError, InvalidInput, problem_lines, translate
+from geo.settings import GridmapSettings, InputLimits
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 out = Console()
 err = Console(stderr=True)
 
-if TYPE_CHECKING:
-    from geo.io import InputLimits
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings() -> GridmapSettings:
-    """Settings built at call time (never at import), from GRIDMAP_* variables."""
-    return GridmapSettings()
+def read_settings() -> GridmapSettings:
+    """The GRIDMAP_* variables (and ``.env``) as they are now; a bad value is refused naming
+    its variable, as one line instead of pydantic's report."""
+    try:
+        return GridmapSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = "GRIDMAP_" + "__".join(str(part) for part in first["loc"]).upper()
+        raise InvalidInput(first["msg"], field=variable) from None
 
 
-def input_limits(config: GridmapSettings) -> InputLimits:
-    """The hostile-input caps of the settings, for every command that reads files."""
-    from geo.io import InputLimits
+@dataclass
+class Runtime:
+    """What the commands of one ``gridmap`` process share, built once by the CLI's callback.
 
-    return InputLimits(
-        config.max_file_bytes, config.max_vertices_per_feature, config.max_nesting_depth
-    )
+    Settings and input limits are read at once. The database is reached only by commands
+    that use it, on first use: the embedded cluster is started if needed and the migrations
+    are applied, once per process. ``gridmap --help``, ``gridmap assign`` on files and
+    ``gridmap db`` never get that far.
+    """
+
+    settings: GridmapSettings = field(default_factory=read_settings)
+
+    @cached_property
+    def limits(self) -> InputLimits:
+        """The hostile-input caps, for commands that read files."""
+        return self.settings.input_limits
+
+    @cached_property
+    def url(self) -> str:
+        """The URL of a database that runs and is migrated."""
+        from api.embedded_postgres import ensure_running
+        from geo.store.migrate import upgrade_database
+
+        url = ensure_running(self.settings, notify=note)
+        upgrade_database(url)
+        return url
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """The one session factory of this process, on that database."""
+        from geo.store.session import session_factory
+
+        return session_factory(self.url)
+
+    def transaction(self, *, read_only: bool = False) -> AbstractContextManager[Session]:
+        """One transaction on the database (see ``geo.store.session.transaction``)."""
+        from geo.store.session import transaction
+
+        return transaction(self.sessions, read_only=read_only)
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    """The runtime on the context; a sub-app invoked on its own (as tests do) builds one."""
+    return ctx.ensure_object(Runtime)
+
+
+def note(message: str) -> None:
+    """A remark on stderr (a port changed, packages installed) that is not an error."""
+    err.print(f"[yellow]note:[/] {escape(message)}")
 
 
 def reports_errors(func: F) -> F:
@@ -79,16 +129,6 @@ def report(error: GridmapError, *, json_output: bool) -> None:
     if json_output:
         print_json({"error": True, **error.details()})
     err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-
-
-def database_url(config: GridmapSettings) -> str:
-    """The URL in use, starting the embedded cluster and migrating it when needed."""
-    from geo.store.cluster import ensure_running
-    from geo.store.migrate import upgrade_database
-
-    url = ensure_running(config, notify=lambda note: err.print(f"[yellow]note:[/] {note}"))
-    upgrade_database(url)
-    return url
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from geo.address_book import AddressBook
 from geo.lookup import GridLookup
-from geo.settings import GridmapSettings
+from geo.settings import GridmapSettings, InputLimits
 from geo.store.session import transaction
 
 
@@ -23,8 +23,13 @@ async def get_settings(request: Request) -> GridmapSettings:
     return settings
 
 
+async def get_limits(request: Request) -> InputLimits:
+    limits: InputLimits = request.app.state.limits
+    return limits
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         yield session
 
 
@@ -39,6 +44,7 @@ async def get_addresses(request: Request) -> AddressBook:
 
 
 SettingsDep = Annotated[GridmapSettings, Depends(get_settings)]
+LimitsDep = Annotated[InputLimits, Depends(get_limits)]
 #: ``scope="function"`` commits when the route returns, before the response is sent: a client
 #: that reads right after a write must see it.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

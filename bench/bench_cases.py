@@ -96,10 +96,10 @@ def _lua(body: str, content_type: str) -> str:
 
 
 def bench_filing(settings: GridmapSettings, seconds: int, connections: int) -> dict[str, float]:
+    from api.embedded_postgres import create_database, drop_database
     from fixtures.district import generate_district, write_district
     from geo.grids import read_district, validate_district
     from geo.store.cases import create_api_key
-    from geo.store.cluster import create_database, drop_database
     from geo.store.migrate import upgrade_database
     from geo.store.queries import store_district
     from geo.store.session import engine_for, transaction
@@ -201,10 +201,10 @@ def bench_filing(settings: GridmapSettings, seconds: int, connections: int) -> d
 
 
 def bench_stats(settings: GridmapSettings, repeat: int) -> dict[str, float]:
+    from api.embedded_postgres import create_database, drop_database
     from fixtures.district import generate_district
     from geo.grids import DistrictData, validate_district
     from geo.stats import case_stats
-    from geo.store.cluster import create_database, drop_database
     from geo.store.migrate import upgrade_database
     from geo.store.queries import store_district
     from geo.store.session import engine_for, transaction

@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args()
 
-    from geo.store.cluster import create_database, drop_database
+    from api.embedded_postgres import create_database, drop_database
     from geo.store.migrate import upgrade_database
 
     settings = GridmapSettings(_env_file=None)  # type: ignore[call-arg]

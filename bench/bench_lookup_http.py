@@ -47,7 +47,7 @@ def create_bench_app():  # type: ignore[no-untyped-def]
 
     @app.get("/bench/sql")
     def sql(lon: float, lat: float) -> dict[str, str | None]:
-        with transaction(app.state.database_url) as session:
+        with transaction(app.state.sessions) as session:
             code = session.scalar(
                 text(
                     """SELECT g.code FROM grids g JOIN grid_plans p ON p.id = g.plan_id
@@ -203,8 +203,8 @@ def _report_points(district: str, n: int, rng: np.random.Generator) -> np.ndarra
     """``n`` stored report locations of the district, drawn with a fixed seed."""
     from sqlalchemy import text
 
+    from api.embedded_postgres import database_url
     from geo.settings import GridmapSettings
-    from geo.store.cluster import database_url
     from geo.store.session import transaction
 
     with transaction(database_url(GridmapSettings())) as session:

@@ -20,9 +20,9 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from api.embedded_postgres import database_url
 from bench._harness import Case, measure, record, table
 from geo.settings import GridmapSettings
-from geo.store.cluster import database_url
 from geo.store.plans import list_plans, publish
 from geo.store.session import transaction
 

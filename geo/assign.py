@@ -38,7 +38,6 @@ import shapely
 from geo.crs import WGS84, is_wgs84_like, metric_crs_for_bounds
 from geo.errors import DataRefused, InvalidGeometry, InvalidInput
 from geo.io import (
-    InputLimits,
     check_file,
     degrees_in_projected_crs,
     guard_refusal,
@@ -51,6 +50,7 @@ from geo.io import (
     unreadable,
     write_csv,
 )
+from geo.settings import InputLimits
 
 __all__ = [
     "AssignSummary",

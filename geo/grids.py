@@ -25,7 +25,6 @@ from geo.errors import DataRefused, Problem, where
 from geo.io import (
     FORMATS,
     LAYERS,
-    InputLimits,
     conversion_note,
     format_of,
     from_coordsys,
@@ -34,6 +33,7 @@ from geo.io import (
     read_layer,
     reproject_layer,
 )
+from geo.settings import InputLimits
 from geo.topology import (
     DEFAULT_REPAIR_WIDTH_M,
     DEFAULT_TOLERANCE_M,

@@ -19,7 +19,6 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from pyproj import CRS
 
 from geo.crs import WGS84, Coordsys, to_wgs84
 from geo.errors import DataRefused, Problem
+from geo.settings import InputLimits
 
 #: Layer names of the contract, in load order (parents before children).
 LAYERS = ("district", "streets", "communities", "grids", "buildings", "reports", "roads")
@@ -89,15 +89,6 @@ _SHAPEFILE_FIELD_CHARS = 10
 
 #: GDAL stamps the write time into GeoPackages; a fixed date keeps exports byte-identical.
 FIXED_GPKG_DATE = "2000-01-01T00:00:00Z"
-
-
-@dataclass(frozen=True)
-class InputLimits:
-    """Caps applied to raw input before any geometry is parsed."""
-
-    max_file_bytes: int = 2 * 1024**3
-    max_vertices_per_feature: int = 1_000_000
-    max_nesting_depth: int = 8
 
 
 def format_of(path: Path) -> str:

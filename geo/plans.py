@@ -48,6 +48,7 @@ from geo.topology import (
 __all__ = [
     "DEFAULT_WEIGHTS",
     "EDIT_OPTIONS",
+    "LOAD_COLUMNS",
     "Edit",
     "MergeEdit",
     "MoveEdit",
@@ -56,6 +57,7 @@ __all__ = [
     "assign_buildings",
     "building_loads",
     "check_plan",
+    "check_weights",
     "compare_plans",
     "crosswalk",
     "edit_request",
@@ -159,6 +161,29 @@ def precise_inputs(
 # --------------------------------------------------------------------------- loads, assignment
 
 
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Refuse a load mix that cannot weigh buildings: an unknown load, a weight below zero or
+    not finite, or nothing weighed at all (the regrid goal and every load computation)."""
+    for name in sorted(weights):
+        if name not in LOAD_COLUMNS:
+            raise InvalidInput(
+                f"unknown load {name!r}",
+                field=f"weights.{name}",
+                fix=f"use some of {', '.join(LOAD_COLUMNS)}",
+            )
+        if not math.isfinite(weights[name]) or weights[name] < 0:
+            raise InvalidInput(
+                f"weight {weights[name]} is not a finite number of at least 0",
+                field=f"weights.{name}",
+            )
+    if sum(weights.values()) <= 0:
+        raise InvalidInput(
+            "weights must be non-negative and not all zero",
+            field="weights",
+            fix='for example {"households": 1.0, "residents": 0.5}',
+        )
+
+
 def building_loads(
     buildings: pd.DataFrame, weights: Mapping[str, float] | None = None
 ) -> FloatArray:
@@ -167,19 +192,8 @@ def building_loads(
     The scaling keeps a households band meaningful for any mix of loads.
     """
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise InvalidInput(
-            "weights must be non-negative and not all zero",
-            field="weights",
-            fix='for example {"households": 1.0, "residents": 0.5}',
-        )
+    check_weights(weights)
     for name in sorted(weights):
-        if name not in LOAD_COLUMNS:
-            raise InvalidInput(
-                f"unknown load {name!r}",
-                field="weights",
-                fix=f"use some of {', '.join(LOAD_COLUMNS)}",
-            )
         if weights[name] > 0 and name not in buildings.columns:
             raise InvalidInput(
                 f"buildings have no {name!r} column to weight",

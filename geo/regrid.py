@@ -44,6 +44,7 @@ from geo.plans import (
     IntArray,
     assign_buildings,
     building_loads,
+    check_weights,
     crosswalk,
     grid_name,
     grid_size_for,
@@ -57,7 +58,7 @@ from geo.plans import (
 )
 from geo.topology import fit_to_frozen
 
-__all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
+__all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "check_band", "regrid"]
 
 #: Why a grid of a community without households was not redrawn.
 IDLE_NOTE = "community without households: kept as it is"
@@ -96,18 +97,70 @@ RESTARTS = 6
 RESTART_BELOW = 0.03
 
 
+#: Largest seed a request takes (the API's bound, kept for every path).
+MAX_SEED = 2**31
+
+
+def check_band(band: tuple[int, int]) -> tuple[int, int]:
+    """A households band [low, high] with 0 < low < high (the regrid goal, the workload map)."""
+    low, high = band
+    if not 0 < low < high:
+        raise InvalidInput(
+            f"band {low}–{high} must have 0 < low < high",
+            field="households",
+            fix="give a low of at least 1 and a high above it, e.g. 300–500",
+        )
+    return low, high
+
+
 @dataclass(frozen=True)
 class RegridRequest:
     """What the planner asks for: an exact grid count, a households band, or both.
 
     With both, the target fixes the count and the band decides which grids are kept and
-    which are reported out of band.
+    which are reported out of band. The one place the goal is checked: the CLI and the API
+    build a request and let it refuse, naming the field as both spell it (``households``
+    for the band, ``weights.NAME`` for one weight). What the district cannot meet (a target
+    below its communities) is ``check_fits``.
     """
 
     target: int | None = None
     households_band: tuple[int, int] | None = None
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target is None and self.households_band is None:
+            raise InvalidInput(
+                "give a target number of grids or a households band (or both)",
+                field="target",
+                fix="for example a target of 1014 grids, or a band of 300–500 households",
+            )
+        if self.target is not None and self.target < 1:
+            raise InvalidInput(f"target {self.target} is not a number of grids", field="target")
+        if self.households_band is not None:
+            check_band(self.households_band)
+        check_weights(self.weights)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InvalidInput(f"seed must be from 0 to {MAX_SEED}", field="seed")
+
+    def check_fits(self, n_communities: int, n_buildings: int) -> None:
+        """Refuse a target the district cannot meet: every community needs a grid, every grid
+        a building."""
+        if self.target is None:
+            return
+        if self.target < n_communities:
+            raise InvalidInput(
+                f"target {self.target} is below the number of communities ({n_communities})",
+                field="target",
+                fix=f"ask for at least {n_communities} grids: every community needs one",
+            )
+        if self.target > n_buildings:
+            raise InvalidInput(
+                f"target {self.target} is above the number of buildings ({n_buildings})",
+                field="target",
+                fix="a grid needs at least one building; ask for fewer grids",
+            )
 
 
 @dataclass
@@ -163,7 +216,7 @@ def regrid(
     bld = buildings.to_crs(crs) if buildings.crs is not None and buildings.crs != crs else buildings
     bld = bld.sort_values("building_id", kind="stable").reset_index(drop=True)
     load = building_loads(bld, request.weights)
-    _check_request(request, len(comm), len(bld))
+    request.check_fits(len(comm), len(bld))
     road_geoms = _road_lines(roads, crs, gs)
     road_tree = shapely.STRtree(road_geoms)
     say("prepare", 0.0)
@@ -372,36 +425,6 @@ def _cut_lines(region: Any, members: Any, roads: Any, tree: shapely.STRtree, gs:
     return shapely.union_all(lines, grid_size=gs)
 
 
-def _check_request(request: RegridRequest, n_communities: int, n_buildings: int) -> None:
-    if request.target is None and request.households_band is None:
-        raise InvalidInput(
-            "give a target number of grids or a households band",
-            field="target",
-            fix="for example target=1014 or households_band=(300, 500)",
-        )
-    if request.target is not None:
-        if request.target < n_communities:
-            raise InvalidInput(
-                f"target {request.target} is below the number of communities ({n_communities})",
-                field="target",
-                fix=f"ask for at least {n_communities} grids: every community needs one",
-            )
-        if request.target > n_buildings:
-            raise InvalidInput(
-                f"target {request.target} is above the number of buildings ({n_buildings})",
-                field="target",
-                fix="a grid needs at least one building; ask for fewer grids",
-            )
-    if request.households_band is not None:
-        lo, hi = request.households_band
-        if lo < 1 or hi < lo:
-            raise InvalidInput(
-                f"band {lo}–{hi} is empty",
-                field="households_band",
-                fix="give a lower bound of at least 1 and an upper bound above it",
-            )
-
-
 def _pieces(
     comm_codes: list[str], comm_geoms: Any, old: gpd.GeoDataFrame, gs: float
 ) -> tuple[list[int], list[str | None], Any]:
@@ -518,7 +541,7 @@ def _allocate(
     if feasible == 0:
         raise InvalidInput(
             f"no community can be divided into grids of {lo}–{hi} households",
-            field="households_band",
+            field="households",
             fix="widen the band or move it towards the communities' loads",
         )
     return (lo, hi), counts

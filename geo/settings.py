@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,18 @@ from geo.precision import DEFAULT_TOLERANCE_M
 
 #: The repository root: the embedded cluster lives under ``<root>/.gridmap`` by default.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Caps applied to raw input before any geometry is parsed: files for ``gridmap load`` and
+    ``gridmap assign``, request bodies for the API. Each is a ``GRIDMAP_*`` setting of the
+    same name (``GridmapSettings.input_limits``); these are the defaults."""
+
+    max_file_bytes: int = 2 * 1024**3
+    max_vertices_per_feature: int = 1_000_000
+    max_nesting_depth: int = 8
+    lookup_batch_limit: int = 10_000
 
 
 class EmbeddedDatabase(BaseModel):
@@ -59,14 +72,20 @@ class GridmapSettings(BaseSettings):
     maps: MapSettings = MapSettings()
     cases: CaseSettings = CaseSettings()
     #: Largest file ``gridmap load`` accepts, a guard against hostile input.
-    max_file_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_file_bytes: int = Field(default=InputLimits.max_file_bytes, gt=0)
     #: Caps checked on raw GeoJSON/WKB before shapely parses a geometry.
-    max_vertices_per_feature: int = Field(default=1_000_000, gt=0)
-    max_nesting_depth: int = Field(default=8, gt=0)
-    lookup_batch_limit: int = Field(default=10_000, gt=0, le=1_000_000)
+    max_vertices_per_feature: int = Field(default=InputLimits.max_vertices_per_feature, gt=0)
+    max_nesting_depth: int = Field(default=InputLimits.max_nesting_depth, gt=0)
+    #: Most points one ``POST /lookup`` takes.
+    lookup_batch_limit: int = Field(default=InputLimits.lookup_batch_limit, gt=0, le=1_000_000)
     #: Topology tolerance in metres: a sliver or an overlap nowhere wider than this is noise
     #: (see geo/topology.py).
     tolerance_m: float = DEFAULT_TOLERANCE_M
+
+    @property
+    def input_limits(self) -> InputLimits:
+        """The hostile-input caps of these settings, for every path that reads input."""
+        return InputLimits(**{cap.name: getattr(self, cap.name) for cap in fields(InputLimits)})
 
     @field_validator("tolerance_m")
     @classmethod

@@ -26,29 +26,29 @@ def settings() -> GridmapSettings:
 @pytest.fixture(scope="session")
 def database_url(settings: GridmapSettings) -> Iterator[str]:
     """A fresh, migrated PostGIS database for this test session."""
-    from geo.store import cluster
+    from api import embedded_postgres
     from geo.store.migrate import upgrade_database
     from geo.store.session import engine_for
 
     name = f"gridmap_test_{os.getpid()}"
-    url = cluster.create_database(settings, name, replace=True)
+    url = embedded_postgres.create_database(settings, name, replace=True)
     upgrade_database(url)
     yield url
     engine_for(url).dispose()
     engine_for.cache_clear()
-    cluster.drop_database(settings, name)
+    embedded_postgres.drop_database(settings, name)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def embedded_cluster_lifetime(settings: GridmapSettings) -> Iterator[None]:
     """A cluster the test run had to start is stopped at the very end; one that was already
     running (a developer's ``./dev.sh up``) is left as it was."""
-    from geo.store import cluster
+    from api import embedded_postgres
 
-    started_here = not settings.database_url and not cluster.status(settings).running
+    started_here = not settings.database_url and not embedded_postgres.status(settings).running
     yield
     if started_here:
-        cluster.stop(settings)
+        embedded_postgres.stop(settings)
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def gridmap(url: str, *args: str) -> Ran:
 @contextmanager
 def empty_database(config: GridmapSettings, name: str) -> Iterator[str]:
     """A throwaway, migrated database of its own (one district per database)."""
-    from geo.store.cluster import create_database, drop_database
+    from api.embedded_postgres import create_database, drop_database
     from geo.store.migrate import upgrade_database
     from geo.store.session import engine_for
 

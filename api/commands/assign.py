@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from api.console import Runtime, runtime
 from geo.errors import InvalidInput
 
 #: Files with more points than this get a progress bar.
@@ -18,6 +19,7 @@ _PROGRESS_MIN_POINTS = 200_000
 
 
 def assign_command(
+    ctx: typer.Context,
     grids: Path | None = typer.Option(
         None, "--grids", help="Grids file (.gpkg/.geojson/.parquet/.shp) with a 'code' column."
     ),
@@ -45,7 +47,7 @@ def assign_command(
                 "--district works on the database; it takes no --grids/--points/--out",
                 field="--district",
             )
-        _assign_district(district, json_output, console)
+        _assign_district(runtime(ctx), district, json_output, console)
         return
     missing = [
         name
@@ -59,10 +61,7 @@ def assign_command(
             fix="give --grids, --points and --out, or --district CODE",
         )
     assert grids is not None and points is not None and out is not None
-    from api.console import input_limits, settings
     from geo.assign import assign_files
-
-    limits = input_limits(settings())
 
     with Progress(
         "[progress.description]{task.description}",
@@ -79,7 +78,9 @@ def assign_command(
             if total >= _PROGRESS_MIN_POINTS:
                 bar.update(task, completed=done, total=total, visible=True)
 
-        summary = assign_files(grids, points, out, snap_m=snap_m, progress=progress, limits=limits)
+        summary = assign_files(
+            grids, points, out, snap_m=snap_m, progress=progress, limits=runtime(ctx).limits
+        )
 
     if json_output:
         typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
@@ -102,13 +103,11 @@ def assign_command(
     console.print(f"written to [bold]{summary.out_path}[/bold]")
 
 
-def _assign_district(district: str, json_output: bool, console: Console) -> None:
+def _assign_district(rt: Runtime, district: str, json_output: bool, console: Console) -> None:
     """Re-assign everything stored for a district in one transaction."""
-    from api.console import database_url, settings
     from geo.store.queries import reassign_district
-    from geo.store.session import transaction
 
-    with transaction(database_url(settings())) as session:
+    with rt.transaction() as session:
         result = reassign_district(session, district)
     payload = (
         result if isinstance(result, dict) else getattr(result, "__dict__", {"result": result})

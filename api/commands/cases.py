@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from api.console import database_url, out, print_json, reports_errors, settings
+from api.console import out, print_json, reports_errors, runtime
 from geo.errors import InvalidInput
 
 cases_app = typer.Typer(
@@ -70,6 +70,7 @@ def _show_case(case: dict[str, Any]) -> None:
 @cases_app.command("list")
 @reports_errors
 def list_command(
+    ctx: typer.Context,
     district: str | None = typer.Option(None, "--district"),
     status: list[str] = typer.Option([], "--status", help="repeatable"),
     grid: str | None = typer.Option(None, "--grid"),
@@ -81,9 +82,8 @@ def list_command(
 ) -> None:
     """Cases, newest first (the filters of GET /cases)."""
     from geo.store.cases import list_cases
-    from geo.store.session import transaction
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         found = list_cases(
             session,
             _actor(session, key),
@@ -116,6 +116,7 @@ def list_command(
 @cases_app.command("show")
 @reports_errors
 def show_command(
+    ctx: typer.Context,
     case_id: str = typer.Argument(...),
     district: str | None = typer.Option(None, "--district"),
     key: str | None = KEY_OPTION,
@@ -123,9 +124,8 @@ def show_command(
 ) -> None:
     """One case with its history and escalations."""
     from geo.store.cases import get_case
-    from geo.store.session import transaction
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         case = get_case(session, case_id, _actor(session, key), district=district)
     if json_output:
         print_json(case)
@@ -136,6 +136,7 @@ def show_command(
 @cases_app.command("advance")
 @reports_errors
 def advance_command(
+    ctx: typer.Context,
     case_id: str = typer.Argument(...),
     action: str = typer.Argument(..., help="register, reject, dispatch, start, whistle, …"),
     comment: str = typer.Option("", "--comment"),
@@ -151,10 +152,9 @@ def advance_command(
 ) -> None:
     """Take one step of a case's loop (the rules of POST /cases/{id}/transitions)."""
     from geo.store.cases import advance_case
-    from geo.store.session import transaction
     from geo.taxonomy import load_taxonomy
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         actor = _actor(session, key)
         taxonomy = load_taxonomy(session)
         case = advance_case(
@@ -181,6 +181,7 @@ def advance_command(
 @cases_app.command("stats")
 @reports_errors
 def stats_command(
+    ctx: typer.Context,
     district: str = typer.Option(..., "--district"),
     level: str = typer.Option("grid", "--level", help="grid, community, street or district"),
     start: str | None = typer.Option(None, "--start", help="ISO time with offset"),
@@ -189,9 +190,8 @@ def stats_command(
 ) -> None:
     """Cases, rates, time to close, satisfaction, open and overdue per unit (GET /stats)."""
     from geo.stats import case_stats
-    from geo.store.session import transaction
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         frame = case_stats(session, district, level, _when(start, "start"), _when(end, "end"))
     if json_output:
         records = frame.reset_index().astype(object).where(frame.reset_index().notna(), None)
@@ -231,6 +231,7 @@ def stats_command(
 @cases_app.command("taxonomy")
 @reports_errors
 def taxonomy_command(
+    ctx: typer.Context,
     file: Path | None = typer.Argument(None, help="a responsibility list (JSON)"),
     replace: bool = typer.Option(False, "--replace", help="put FILE in force"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check FILE only"),
@@ -238,10 +239,9 @@ def taxonomy_command(
     """Show the responsibility list in force, or check / replace it from FILE."""
     import json as _json
 
-    from geo.store.session import transaction
     from geo.taxonomy import load_taxonomy, parse_taxonomy, replace_taxonomy
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         current = load_taxonomy(session)
         if file is None:
             out.print(
@@ -268,6 +268,7 @@ def taxonomy_command(
 @keys_app.command("create")
 @reports_errors
 def create_key_command(
+    ctx: typer.Context,
     role: str = typer.Option(..., "--role", help="reporter, grid_worker, dispatcher, …"),
     grid: str | None = typer.Option(None, "--grid", help="grid_worker: its grid code"),
     department: str | None = typer.Option(None, "--department", help="department: its code"),
@@ -276,10 +277,9 @@ def create_key_command(
 ) -> None:
     """Print a new API key (shown once; only its hash is stored)."""
     from geo.store.cases import create_api_key
-    from geo.store.session import transaction
     from geo.taxonomy import load_taxonomy
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         new = create_api_key(
             session,
             role,
@@ -304,11 +304,10 @@ def create_key_command(
 
 @keys_app.command("revoke")
 @reports_errors
-def revoke_key_command(key_id: int = typer.Argument(...)) -> None:
+def revoke_key_command(ctx: typer.Context, key_id: int = typer.Argument(...)) -> None:
     """Revoke a key by its id; it stops working at once."""
     from geo.store.cases import revoke_api_key
-    from geo.store.session import transaction
 
-    with transaction(database_url(settings())) as session:
+    with runtime(ctx).transaction() as session:
         revoke_api_key(session, key_id)
     out.print(f"Revoked key {key_id}.")

@@ -12,13 +12,12 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from api import embedded_postgres
+from api.console import note, runtime
 from geo.errors import GridmapError
-from geo.settings import GridmapSettings
-from geo.store import cluster
 
 db_app = typer.Typer(
     help="The database: a private PostgreSQL + PostGIS cluster, or GRIDMAP_DATABASE_URL.",
@@ -33,22 +32,13 @@ def _stderr() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def _note(message: str) -> None:
-    _stderr().print(f"[yellow]note:[/yellow] {escape(message)}")
-
-
 @contextmanager
 def _reported() -> Iterator[None]:
-    """Turn a GridmapError (or bad GRIDMAP_* settings) into one red line and exit code 1."""
+    """Turn a GridmapError (bad GRIDMAP_* settings too) into one red line and exit code 1."""
     try:
         yield
     except GridmapError as err:
         _stderr().print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(1) from None
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        _stderr().print(f"[red]error:[/red] settings {escape(where)}: {escape(first['msg'])}")
         raise typer.Exit(1) from None
 
 
@@ -63,7 +53,7 @@ def _masked(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _status_dict(status: cluster.ClusterStatus) -> dict[str, Any]:
+def _status_dict(status: embedded_postgres.ClusterStatus) -> dict[str, Any]:
     return {
         "running": status.running,
         "external": status.external,
@@ -79,29 +69,26 @@ def _emit(payload: dict[str, Any]) -> None:
 
 
 @db_app.command()
-def up(json_output: JsonFlag = False) -> None:
+def up(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Start the embedded cluster if needed, migrate to head, print the URL (password masked).
 
     The full URL is for scripts (``gridmap db url``); logs of ``up`` should not carry it.
     """
     with _reported():
-        settings = GridmapSettings()
-        url = cluster.ensure_running(settings, notify=_note)
-        from geo.store.migrate import upgrade_database
-
-        upgrade_database(url)
+        rt = runtime(ctx)
+        url = rt.url
         if json_output:
-            _emit({**_status_dict(cluster.status(settings)), "url": _masked(url)})
+            _emit({**_status_dict(embedded_postgres.status(rt.settings)), "url": _masked(url)})
         else:
             typer.echo(f"database ready: {_masked(url)} (full URL: gridmap db url)")
 
 
 @db_app.command()
-def down(json_output: JsonFlag = False) -> None:
+def down(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Stop the embedded cluster; nothing to do for an external database."""
     with _reported():
-        settings = GridmapSettings()
-        stopped = cluster.stop(settings, notify=_note)
+        settings = runtime(ctx).settings
+        stopped = embedded_postgres.stop(settings, notify=note)
         external = settings.database_url is not None
         if json_output:
             _emit({"stopped": stopped, "external": external})
@@ -112,10 +99,10 @@ def down(json_output: JsonFlag = False) -> None:
 
 
 @db_app.command()
-def status(json_output: JsonFlag = False) -> None:
+def status(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Say whether the database runs, where, and on which port (password masked)."""
     with _reported():
-        info = _status_dict(cluster.status(GridmapSettings()))
+        info = _status_dict(embedded_postgres.status(runtime(ctx).settings))
         if json_output:
             _emit(info)
             return
@@ -129,11 +116,11 @@ def status(json_output: JsonFlag = False) -> None:
 
 
 @db_app.command()
-def url(json_output: JsonFlag = False) -> None:
+def url(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Print only the URL in use (with password), for scripts and psql; starts nothing."""
     with _reported():
-        settings = GridmapSettings()
-        value = cluster.database_url(settings)
+        settings = runtime(ctx).settings
+        value = embedded_postgres.database_url(settings)
         if json_output:
             _emit({"url": value, "external": settings.database_url is not None})
         else:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _sha256(path: Path) -> str:
@@ -49,24 +52,23 @@ def _demo_draft(session: Session, district: str, seed: int) -> int | None:
 
 
 def demo_command(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     seed: int = typer.Option(7, "--seed", help="fixture seed"),
     no_serve: bool = typer.Option(False, "--no-serve", help="run the pipeline, do not serve"),
 ) -> None:
     """Generate and load the fixture district, run the pipeline, serve the API and maps."""
-    from api.console import database_url, out, settings, stages
+    from api.console import out, runtime, stages
     from fixtures.district import generate_district, write_district
     from geo.grids import read_district, validate_district
     from geo.store.queries import district_counts, district_sources, store_district
-    from geo.store.session import transaction
 
-    config = settings()
-    home = config.embedded.home
+    rt = runtime(ctx)
+    home = rt.settings.embedded.home
     fixture = home / "fixtures" / f"shahekou-seed{seed}-{_generator_version()}.gpkg"
     with stages(False) as step:
-        url = database_url(config)
-        step(f"database ready at {url.split('@')[-1]}")
+        step(f"database ready at {rt.url.split('@')[-1]}")
         if not fixture.exists():
             step("generating the fixture district (Shahekou-like, seeded)")
             started = time.perf_counter()
@@ -74,7 +76,7 @@ def demo_command(
             write_district(generate_district("full", seed=seed), fixture)
             step(f"fixture written to {fixture} in {time.perf_counter() - started:.1f} s")
         source = f"{fixture.name} sha256:{_sha256(fixture)}"
-        with transaction(url) as session:
+        with rt.transaction() as session:
             loaded = district_sources(session)
         data = read_district([fixture])
         if loaded.get(data.code) == source:
@@ -82,7 +84,7 @@ def demo_command(
         else:
             step(f"loading district {data.code} {data.name}")
             data, repairs = validate_district(data, progress=step)
-            with transaction(url) as session:
+            with rt.transaction() as session:
                 summary = store_district(
                     session,
                     data,
@@ -95,7 +97,7 @@ def demo_command(
                 f"loaded {summary.grids} grids, {summary.buildings:,} buildings, "
                 f"{summary.reports:,} reports in {summary.seconds:.1f} s"
             )
-        with transaction(url) as session:
+        with rt.transaction() as session:
             counts = district_counts(session, data.code)
             draft = _demo_draft(session, data.code, seed)
         if draft is None:
@@ -103,7 +105,7 @@ def demo_command(
             from geo.regrid import RegridRequest
             from geo.store.plans import regrid_to_draft
 
-            with transaction(url) as session:
+            with rt.transaction() as session:
                 draft, result = regrid_to_draft(
                     session,
                     data.code,

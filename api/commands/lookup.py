@@ -13,6 +13,7 @@ from geo.errors import InvalidInput
 
 
 def lookup_command(
+    ctx: typer.Context,
     lon: float | None = typer.Option(None, "--lon", help="longitude"),
     lat: float | None = typer.Option(None, "--lat", help="latitude"),
     address: str | None = typer.Option(None, "--address", help="a Chinese address"),
@@ -26,9 +27,8 @@ def lookup_command(
     json_output: bool = typer.Option(False, "--json", help="print the API's JSON answer"),
 ) -> None:
     """Which grid owns a coordinate or an address (the rule of GET /lookup)."""
-    from api.console import database_url, out, print_json, settings
+    from api.console import out, print_json, runtime
     from geo.lookup import GridLookup
-    from geo.store.session import transaction
 
     when = None
     if as_of:
@@ -37,8 +37,8 @@ def lookup_command(
         except ValueError:
             raise InvalidInput(f"{as_of!r} is not a date", field="as_of") from None
         when = datetime.combine(parsed, time(23, 59, 59), tzinfo=ZoneInfo("Asia/Shanghai"))
-    url = database_url(settings())
-    with transaction(url) as session:
+    rt = runtime(ctx)
+    with rt.transaction() as session:
         answer: dict[str, Any]
         if address is not None:
             from geo.address_book import AddressBook
@@ -50,7 +50,7 @@ def lookup_command(
             )
         else:
             answer = (
-                GridLookup(url)
+                GridLookup(rt.url)
                 .lookup(
                     lon,
                     lat,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from api.console import database_url, out, reports_errors, settings
+from api.console import out, reports_errors, runtime
 
 map_app = typer.Typer(
     help="Write a map as one standalone HTML file (works offline).", no_args_is_help=True
@@ -27,6 +27,7 @@ def _write(path: Path, html: str, started: float) -> None:
 @map_app.command("hotspots")
 @reports_errors
 def hotspots_command(
+    ctx: typer.Context,
     district: str = typer.Option(..., "--district"),
     out_path: Path = Out,
     category: str | None = typer.Option(None, "--category"),
@@ -36,21 +37,23 @@ def hotspots_command(
     status: str | None = typer.Option(None, "--status", help="comma-separated statuses"),
 ) -> None:
     """Reports per grid, a heat layer and filters."""
-    from geo.store.session import transaction
     from maps.hotspots import HotspotFilters
     from maps.pages import hotspots_page
 
     started = time.perf_counter()
-    config = settings()
+    rt = runtime(ctx)
     filters = HotspotFilters.parse(category, subcategory, date_from, date_to, status)
-    with transaction(database_url(config)) as session:
-        html = hotspots_page(session, district, filters, basemap=config.maps, asset_mode="inline")
+    with rt.transaction() as session:
+        html = hotspots_page(
+            session, district, filters, basemap=rt.settings.maps, asset_mode="inline"
+        )
     _write(out_path, html, started)
 
 
 @map_app.command("workload")
 @reports_errors
 def workload_command(
+    ctx: typer.Context,
     district: str = typer.Option(..., "--district"),
     out_path: Path = Out,
     plan: int | None = typer.Option(None, "--plan", help="plan id (default: published)"),
@@ -58,16 +61,17 @@ def workload_command(
 ) -> None:
     """Households, residents, buildings and open reports per grid against the band."""
     from api.commands.plan import parse_band
-    from geo.store.session import transaction
+    from geo.regrid import check_band
     from maps.pages import workload_page
 
     started = time.perf_counter()
-    config = settings()
-    band = parse_band(households)
-    assert band is not None
-    with transaction(database_url(config)) as session:
+    rt = runtime(ctx)
+    parsed = parse_band(households)
+    assert parsed is not None
+    band = check_band(parsed)
+    with rt.transaction() as session:
         html = workload_page(
-            session, district, plan, band, basemap=config.maps, asset_mode="inline"
+            session, district, plan, band, basemap=rt.settings.maps, asset_mode="inline"
         )
     _write(out_path, html, started)
 
@@ -75,17 +79,17 @@ def workload_command(
 @map_app.command("compare")
 @reports_errors
 def compare_command(
+    ctx: typer.Context,
     district: str = typer.Option(..., "--district"),
     a: int = typer.Option(..., "--a", help="old plan id"),
     b: int = typer.Option(..., "--b", help="new plan id"),
     out_path: Path = Out,
 ) -> None:
     """Two plans over each other, coloured by the change in load."""
-    from geo.store.session import transaction
     from maps.pages import compare_page
 
     started = time.perf_counter()
-    config = settings()
-    with transaction(database_url(config)) as session:
-        html = compare_page(session, district, a, b, basemap=config.maps, asset_mode="inline")
+    rt = runtime(ctx)
+    with rt.transaction() as session:
+        html = compare_page(session, district, a, b, basemap=rt.settings.maps, asset_mode="inline")
     _write(out_path, html, started)

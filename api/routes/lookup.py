@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import LookupDep, SettingsDep
+from api.deps import LimitsDep, LookupDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
 from geo.address_book import AddressBook
@@ -206,7 +206,7 @@ async def lookup(request: Request) -> Any:
 def _search_address(
     request: Request, addresses: AddressBook, address: str, district: str | None, limit: int
 ) -> dict[str, Any]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         return addresses.search(session, address, district=district, limit=limit)
 
 
@@ -234,7 +234,7 @@ class PointCollection(BaseModel):
 @router.post("/lookup", response_model=list[BatchLookupResult])
 def lookup_batch(
     grids: LookupDep,
-    settings: SettingsDep,
+    limits: LimitsDep,
     points: Annotated[
         list[PointIn] | PointCollection,
         Body(description="a JSON list of {lon, lat, id} or a GeoJSON FeatureCollection of Points"),
@@ -257,7 +257,7 @@ def lookup_batch(
             rows.append((ident, f.geometry.coordinates[0], f.geometry.coordinates[1]))
     else:
         rows = [(p.id, p.lon, p.lat) for p in points]
-    limit = settings.lookup_batch_limit
+    limit = limits.lookup_batch_limit
     if len(rows) > limit:
         raise InvalidInput(
             f"{len(rows):,} points is over the batch limit of {limit:,}",

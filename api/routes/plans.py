@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import Feature, FeatureCollection
 from geo.errors import NotFound, translate
-from geo.plans import edit_request
+from geo.plans import DEFAULT_WEIGHTS, LOAD_COLUMNS, edit_request
 from geo.regrid import RegridRequest
 from geo.store import plans as store
 from geo.store.queries import plan_grids
@@ -26,31 +27,33 @@ router = APIRouter(tags=["plans"], responses=PROBLEM_RESPONSES)
 PlanId = Annotated[int, Path(ge=1, le=2_147_483_647, description="plan id")]
 PlanQuery = Annotated[int, Query(ge=1, le=2_147_483_647)]
 
-LoadName = Literal["households", "residents", "open_reports", "elderly_care"]
-
 
 class RegridIn(BaseModel):
-    """A regrid request: an exact ``target`` or a ``households`` band [low, high]."""
+    """A regrid request: an exact ``target``, a ``households`` band [low, high], or both (the
+    target fixes the count, the band which grids are kept). ``RegridRequest`` checks them."""
 
     model_config = ConfigDict(extra="forbid")
     district: str = Field(min_length=1)
-    target: int | None = Field(None, ge=1, le=100_000)
-    households: tuple[int, int] | None = None
-    weights: dict[LoadName, float] = Field(default_factory=lambda: {"households": 1.0})  # type: ignore[arg-type]
-    seed: int = Field(0, ge=0, le=2**31)
+    target: int | None = Field(None, description="exact number of grids")
+    households: tuple[int, int] | None = Field(
+        None, description="band [low, high] of households per grid, 0 < low < high"
+    )
+    weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS),
+        description=f"load mix over {', '.join(LOAD_COLUMNS)}; weights at least 0",
+    )
+    seed: int = 0
     author: str = Field("api", max_length=100)
     note: str = Field("", max_length=2000)
 
-    def load_weights(self) -> dict[str, float]:
-        return {str(name): float(value) for name, value in self.weights.items()}
-
-    @model_validator(mode="after")
-    def _one_goal(self) -> RegridIn:
-        if (self.target is None) == (self.households is None):
-            raise ValueError("give exactly one of target and households")
-        if self.households is not None and not 0 < self.households[0] < self.households[1]:
-            raise ValueError("households must be [low, high] with 0 < low < high")
-        return self
+    def regrid_request(self) -> RegridRequest:
+        """The goal of this body, checked (a refusal names the body's field)."""
+        return RegridRequest(
+            target=self.target,
+            households_band=self.households,
+            weights=self.weights,
+            seed=self.seed,
+        )
 
 
 class Job(BaseModel):
@@ -82,20 +85,16 @@ def _jobs(request: Request) -> dict[str, Job]:
     return jobs
 
 
-def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
+def _run_regrid(
+    sessions: sessionmaker[Session], job: Job, body: RegridIn, request: RegridRequest
+) -> None:
     job.status = "running"
-    request = RegridRequest(
-        target=body.target,
-        households_band=body.households,
-        weights=body.load_weights(),
-        seed=body.seed,
-    )
 
     def progress(stage: str, share: float) -> None:
         job.stage, job.progress = stage, round(float(share), 3)
 
     try:
-        with transaction(url) as session:
+        with transaction(sessions) as session:
             plan_id, _ = store.regrid_to_draft(
                 session,
                 body.district,
@@ -119,17 +118,12 @@ def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
 @router.post("/plans", response_model=Job, status_code=status.HTTP_202_ACCEPTED)
 def start_regrid(body: RegridIn, request: Request, session: SessionDep) -> Job:
     """Start regridding the published plan into a draft; poll ``GET /jobs/{job_id}``."""
-    store.precheck_regrid(
-        session,
-        body.district,
-        RegridRequest(
-            target=body.target, households_band=body.households, weights=body.load_weights()
-        ),
-    )
+    goal = body.regrid_request()
+    store.precheck_regrid(session, body.district, goal)
     job = Job(job_id=uuid.uuid4().hex, status="queued", started_at=datetime.now(UTC))
     _jobs(request)[job.job_id] = job
     threading.Thread(
-        target=_run_regrid, args=(request.app.state.database_url, job, body), daemon=True
+        target=_run_regrid, args=(request.app.state.sessions, job, body, goal), daemon=True
     ).start()
     return job
 

@@ -1,1 +1,1 @@
-"""The PostGIS store: models, sessions, queries, migrations and the embedded cluster."""
+"""The PostGIS store: models, sessions, queries and migrations."""

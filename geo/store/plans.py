@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -33,6 +33,9 @@ from geo.store.queries import (
     reassign_district,
 )
 from geo.topology import as_multipolygon
+
+if TYPE_CHECKING:
+    from geo.regrid import RegridRequest
 
 Progress = Callable[[str], None]
 
@@ -600,10 +603,8 @@ def compare(session: Session, plan_a: int, plan_b: int) -> dict[str, Any]:
     return {"a": plan_a, "b": plan_b, **jsonable(result)}
 
 
-def precheck_regrid(session: Session, district_code: str, request: Any) -> None:
+def precheck_regrid(session: Session, district_code: str, request: RegridRequest) -> None:
     """Refuse a request the district cannot meet before any work starts (API: 422 at once)."""
-    from geo.regrid import _check_request
-
     pk = district_id(session, district_code)
     communities = session.scalar(
         text("SELECT count(*) FROM communities WHERE district_id = :d"), {"d": pk}
@@ -611,4 +612,4 @@ def precheck_regrid(session: Session, district_code: str, request: Any) -> None:
     buildings = session.scalar(
         text("SELECT count(*) FROM buildings WHERE district_id = :d"), {"d": pk}
     )
-    _check_request(request, int(communities or 0), int(buildings or 0))
+    request.check_fits(int(communities or 0), int(buildings or 0))

@@ -23,13 +23,22 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, future=True)
 
 
+def session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions on the process's one engine for ``url``; objects stay readable after commit."""
+    return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
 @contextmanager
-def transaction(url: str, *, read_only: bool = False) -> Iterator[Session]:
+def transaction(
+    sessions: sessionmaker[Session] | str, *, read_only: bool = False
+) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error.
 
-    ``read_only`` makes PostgreSQL refuse any write in it (``--dry-run`` promises one).
+    ``sessions`` is the factory a runtime built once (the CLI's, ``create_app``'s), or a URL
+    (scripts and tests). ``read_only`` makes PostgreSQL refuse any write in it (``--dry-run``
+    promises one).
     """
-    factory = sessionmaker(engine_for(url), expire_on_commit=False)
+    factory = session_factory(sessions) if isinstance(sessions, str) else sessions
     try:
         session = factory()
     except OperationalError as exc:  # pragma: no cover - connect errors surface on first use

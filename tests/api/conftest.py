@@ -87,7 +87,7 @@ def running_server(database_url: str, log_dir: Path) -> Iterator[LiveServer]:
 @contextmanager
 def loaded_database(settings: GridmapSettings, name: str, files: list[Path]) -> Iterator[str]:
     """A throwaway database holding the district in ``files``."""
-    from geo.store.cluster import create_database, drop_database
+    from api.embedded_postgres import create_database, drop_database
     from geo.store.migrate import upgrade_database
 
     url = create_database(settings, name, replace=True)

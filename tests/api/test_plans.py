@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -10,9 +11,15 @@ from typing import Any
 
 import pytest
 import shapely
+from typer.testing import CliRunner
 
+from api.cli import app as cli_app
 from fixtures.district import generate_district, write_district
+from geo.errors import InvalidInput
+from geo.regrid import RegridRequest, regrid
 from geo.settings import GridmapSettings
+from geo.store.plans import plan_inputs
+from geo.store.session import transaction
 from tests.api.conftest import LiveServer, loaded_database, running_server
 
 TINY = "210299"
@@ -159,24 +166,106 @@ def test_stale_draft_cannot_be_published(planner: LiveServer) -> None:
     assert "published now" in stale.json()["detail"]
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"target": 2}, "target"),  # below the 4 communities
-        ({"target": 100_000}, "target"),  # above the buildings
-        ({"target": 12, "households": [300, 500]}, ""),
-        ({"households": [500, 300]}, ""),
-        ({"target": 12, "weights": {"cars": 1}}, "weights.cars"),
-    ],
-)
-def test_bad_regrid_requests_are_refused(
-    planner: LiveServer, body: dict[str, Any], field: str
+#: Regrid goals, each as (target, households band, weights) and the field a refusal names
+#: (None: a good goal). With target and band together the target fixes the count.
+GOALS = [
+    pytest.param(12, None, None, None, id="target"),
+    pytest.param(None, (250, 450), None, None, id="band"),
+    pytest.param(12, (300, 500), None, None, id="target-and-band"),
+    pytest.param(10, None, {"households": 1.0, "residents": 0.5}, None, id="weighted"),
+    pytest.param(None, None, None, "target", id="neither"),
+    pytest.param(0, None, None, "target", id="no-grids"),
+    pytest.param(2, None, None, "target", id="below-the-4-communities"),
+    pytest.param(100_000, None, None, "target", id="above-the-buildings"),
+    pytest.param(None, (500, 300), None, "households", id="band-upside-down"),
+    pytest.param(12, (0, 300), None, "households", id="band-from-zero"),
+    pytest.param(None, (90_000, 95_000), None, "households", id="band-no-community-meets"),
+    pytest.param(12, None, {"cars": 1.0}, "weights.cars", id="unknown-load"),
+    pytest.param(12, None, {"households": -1.0}, "weights.households", id="negative-weight"),
+    pytest.param(12, None, {"households": 0.0}, "weights", id="nothing-weighed"),
+]
+
+Band = tuple[int, int] | None
+Weights = dict[str, float] | None
+#: What a path answered: the draft's number of grids, or the field its refusal named.
+Outcome = tuple[str, int | str | None]
+
+
+def _by_function(server: LiveServer, target: int | None, band: Band, weights: Weights) -> Outcome:
+    with transaction(server.database_url) as session:
+        inputs = plan_inputs(session, TINY, open_reports=False)
+    try:
+        request = RegridRequest(
+            target=target, households_band=band, seed=1, **({"weights": weights} if weights else {})
+        )
+        result = regrid(
+            inputs.communities,
+            inputs.grids,
+            inputs.buildings,
+            request,
+            roads=inputs.roads,
+            used_codes=inputs.used_codes,
+        )
+    except InvalidInput as refusal:
+        return "refused", refusal.field
+    return "grids", len(result.grids)
+
+
+def _by_cli(server: LiveServer, target: int | None, band: Band, weights: Weights) -> Outcome:
+    args = ["regrid", "--district", TINY, "--seed", "1", "--json"]
+    if target is not None:
+        args += ["--target", str(target)]
+    if band is not None:
+        args += ["--households", f"{band[0]}-{band[1]}"]
+    if weights:
+        args += ["--weights", ",".join(f"{name}={value}" for name, value in weights.items())]
+    said = CliRunner().invoke(cli_app, args, env={"GRIDMAP_DATABASE_URL": server.database_url})
+    answer = json.loads(said.stdout)
+    if said.exit_code:
+        assert said.exit_code == 1 and answer["error"] is True, said.output
+        return "refused", answer["field"]
+    return "grids", answer["metrics"]["grids"]
+
+
+def _by_http(server: LiveServer, target: int | None, band: Band, weights: Weights) -> Outcome:
+    body: dict[str, Any] = {"district": TINY, "seed": 1}
+    if target is not None:
+        body["target"] = target
+    if band is not None:
+        body["households"] = list(band)
+    if weights:
+        body["weights"] = weights
+    started = server.client.post("/plans", json=body)
+    if started.status_code == 422:
+        (error,) = started.json()["errors"]
+        return "refused", error["field"]
+    assert started.status_code == 202, started.text
+    job = _wait(server, started.json()["job_id"])
+    if job["status"] == "failed":  # what only the partition finds refuses the job instead
+        return "refused", job["error"]["field"]
+    return "grids", server.client.get(f"/plans/{job['plan_id']}").json()["grids"]
+
+
+@pytest.mark.parametrize(("target", "band", "weights", "field"), GOALS)
+def test_the_function_the_cli_and_http_agree_on_the_regrid_goal(
+    planner: LiveServer, target: int | None, band: Band, weights: Weights, field: str | None
 ) -> None:
+    """One rule (``RegridRequest``): every path accepts the same goals, refuses the same ones
+    naming the same field, and a good goal gives the same number of grids on each."""
     before = len(planner.client.get("/plans", params={"district": TINY}).json())
-    answer = planner.client.post("/plans", json={"district": TINY, **body})
-    assert answer.status_code == 422, answer.text
-    assert any(e["field"] == field for e in answer.json()["errors"]), answer.json()
-    assert len(planner.client.get("/plans", params={"district": TINY}).json()) == before
+    answers = {
+        path.__name__: path(planner, target, band, weights)
+        for path in (_by_function, _by_cli, _by_http)
+    }
+    assert len(set(answers.values())) == 1, answers
+    kind, value = answers["_by_function"]
+    after = len(planner.client.get("/plans", params={"district": TINY}).json())
+    if field is None:
+        assert kind == "grids" and (target is None or value == target)
+        assert after == before + 2  # one draft by the CLI, one by HTTP
+    else:
+        assert (kind, value) == ("refused", field)
+        assert after == before
 
 
 def test_unknown_district_and_plan(planner: LiveServer) -> None:

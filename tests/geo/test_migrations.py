@@ -47,7 +47,7 @@ GROUP BY t.relname, a.attname
 
 @pytest.fixture(scope="module")
 def migration_url(settings: GridmapSettings) -> Iterator[str]:
-    from geo.store.cluster import create_database, drop_database
+    from api.embedded_postgres import create_database, drop_database
 
     name = f"gridmap_migrations_{os.getpid()}"
     url = create_database(settings, name, replace=True)

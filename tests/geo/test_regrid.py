@@ -12,6 +12,8 @@ old grids of uneven size, with random buildings::
 
 from __future__ import annotations
 
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -212,6 +214,17 @@ def test_band_mode_and_weights(district) -> None:  # type: ignore[no-untyped-def
     assert abs(w.grid_metrics["load"].sum() - b["households"].sum()) < 0.1
 
 
+def test_target_and_band_together(district) -> None:  # type: ignore[no-untyped-def]
+    """The target fixes the count; the band is the one grids are kept in and reported against."""
+    c, g, b = district
+    both = regrid(c, g, b, RegridRequest(target=40, households_band=(150, 250)))
+    assert len(both.grids) == 40 and check_plan(c, both.grids, b) == []
+    assert both.summary["band"] == [150, 250]
+    loads = both.grid_metrics.set_index("code")["load"]
+    outside = {code for code, load in loads.items() if not 150 <= load <= 250}
+    assert outside and {w["grid_code"] for w in both.summary["warnings"]} == outside
+
+
 def test_without_old_grids(district) -> None:  # type: ignore[no-untyped-def]
     c, _, b = district
     r = regrid(c, None, b, RegridRequest(target=24))
@@ -242,16 +255,35 @@ def test_guarantees_any_seed(seed: int, extra: int) -> None:
     [
         (RegridRequest(target=5), "target"),
         (RegridRequest(target=10_000), "target"),
-        (RegridRequest(households_band=(5000, 6000)), "households_band"),
-        (RegridRequest(households_band=(500, 300)), "households_band"),
-        (RegridRequest(), "target"),
-        (RegridRequest(target=40, weights={"income": 1.0}), "weights"),
+        (RegridRequest(households_band=(5000, 6000)), "households"),
     ],
 )
 def test_refusals(district, request_: RegridRequest, field: str) -> None:  # type: ignore[no-untyped-def]
+    """What this district cannot meet (the request itself is well formed)."""
     c, g, b = district
     with pytest.raises(InvalidInput) as err:
         regrid(c, g, b, request_)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("asked", "field"),
+    [
+        ({"households_band": (500, 300)}, "households"),
+        ({"households_band": (0, 300)}, "households"),
+        ({}, "target"),
+        ({"target": 0}, "target"),
+        ({"target": 40, "weights": {"income": 1.0}}, "weights.income"),
+        ({"target": 40, "weights": {"households": float("inf")}}, "weights.households"),
+        ({"target": 40, "weights": {"households": 0.0}}, "weights"),
+        ({"target": 40, "seed": -1}, "seed"),
+    ],
+)
+def test_a_request_that_no_district_could_meet_is_refused_when_made(
+    asked: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as err:
+        RegridRequest(**asked)
     assert err.value.field == field
 
 

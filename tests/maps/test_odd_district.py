@@ -98,7 +98,7 @@ def _save_merged_draft(url: str) -> int:
 
 @pytest.fixture(scope="module")
 def odd_db(settings: GridmapSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OddDb]:
-    from geo.store.cluster import create_database, drop_database
+    from api.embedded_postgres import create_database, drop_database
     from geo.store.migrate import upgrade_database
 
     name = f"gridmap_odd_{os.getpid()}"

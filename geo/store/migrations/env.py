@@ -26,12 +26,21 @@ def include_object(
 
 
 def _url() -> str:
+    """The URL ``upgrade_database`` passed, else GRIDMAP_DATABASE_URL (``alembic`` by hand).
+
+    The embedded cluster's URL is the CLI's to resolve (``gridmap db url``): the store does
+    not know how its database is provided.
+    """
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
         from geo.settings import GridmapSettings
-        from geo.store.cluster import database_url
 
-        url = database_url(GridmapSettings())
+        url = GridmapSettings().database_url
+    if not url:
+        raise RuntimeError(
+            "no database URL: run `gridmap db up` (it migrates), or set GRIDMAP_DATABASE_URL "
+            '(for the embedded cluster: GRIDMAP_DATABASE_URL="$(gridmap db url)" alembic ...)'
+        )
     return str(url)
 
 

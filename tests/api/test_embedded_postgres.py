@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from api import embedded_postgres
 from api.commands.db import db_app
 from geo.errors import Conflict, DatabaseUnavailable, InvalidInput
 from geo.settings import EmbeddedDatabase, GridmapSettings
-from geo.store import cluster
 
 
 def make_settings(home: Path) -> GridmapSettings:
@@ -33,9 +33,9 @@ def make_settings(home: Path) -> GridmapSettings:
 
 def remove_cluster(config: GridmapSettings) -> None:
     """Stop the server and delete a run_dir kept outside the temporary home."""
-    cluster.stop(config)
-    data_dir = cluster.status(config).data_dir
-    if data_dir is not None and data_dir.parent.parent == cluster.SHARED_ROOT:
+    embedded_postgres.stop(config)
+    data_dir = embedded_postgres.status(config).data_dir
+    if data_dir is not None and data_dir.parent.parent == embedded_postgres.SHARED_ROOT:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
@@ -53,7 +53,7 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridmapSet
     """One initialised cluster for the tests that only need one to exist (saves initdb)."""
     settings = make_settings(tmp_path_factory.mktemp("shared") / ".gridmap")
     try:
-        cluster.ensure_running(settings)
+        embedded_postgres.ensure_running(settings)
         yield settings
     finally:
         remove_cluster(settings)
@@ -62,11 +62,11 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridmapSet
 @pytest.fixture
 def stopped(shared_home: GridmapSettings) -> Iterator[GridmapSettings]:
     """The shared cluster, stopped before and after the test."""
-    cluster.stop(shared_home)
+    embedded_postgres.stop(shared_home)
     try:
         yield shared_home
     finally:
-        cluster.stop(shared_home)
+        embedded_postgres.stop(shared_home)
 
 
 def libpq(url: str) -> str:
@@ -74,80 +74,80 @@ def libpq(url: str) -> str:
 
 
 def test_status_of_a_fresh_home_creates_nothing(tmp_path: Path) -> None:
-    status = cluster.status(make_settings(tmp_path / ".gridmap"))
-    assert status == cluster.ClusterStatus(False, None, None, None, None, False)
+    status = embedded_postgres.status(make_settings(tmp_path / ".gridmap"))
+    assert status == embedded_postgres.ClusterStatus(False, None, None, None, None, False)
     assert not (tmp_path / ".gridmap").exists()
 
 
 def test_up_is_idempotent_and_down_stops(config: GridmapSettings) -> None:
     # Three callers at once on a fresh home: the file lock lets one initialise.
     with ThreadPoolExecutor(3) as pool:
-        urls = set(pool.map(lambda _: cluster.ensure_running(config), range(3)))
+        urls = set(pool.map(lambda _: embedded_postgres.ensure_running(config), range(3)))
     assert len(urls) == 1
     url = urls.pop()
-    first = cluster.status(config)
-    assert cluster.ensure_running(config) == url
-    second = cluster.status(config)
+    first = embedded_postgres.status(config)
+    assert embedded_postgres.ensure_running(config) == url
+    second = embedded_postgres.status(config)
     assert first.running and first.pid is not None and not first.external
     assert second.pid == first.pid
     assert first.port == urlsplit(url).port
-    assert first.url == url == cluster.database_url(config)
+    assert first.url == url == embedded_postgres.database_url(config)
     with psycopg.connect(libpq(url)) as conn:
         assert conn.execute("SELECT postgis_lib_version()").fetchone() is not None
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
 
-    assert cluster.stop(config) is True
-    stopped = cluster.status(config)
+    assert embedded_postgres.stop(config) is True
+    stopped = embedded_postgres.status(config)
     assert not stopped.running and stopped.pid is None and stopped.port == first.port
-    assert cluster.stop(config) is False
+    assert embedded_postgres.stop(config) is False
 
 
 def test_stale_pid_file_is_removed_with_a_note(stopped: GridmapSettings) -> None:
     config = stopped
-    data_dir = cluster.status(config).data_dir
+    data_dir = embedded_postgres.status(config).data_dir
     assert data_dir is not None
     gone = subprocess.Popen(["true"])
     gone.wait()
-    port = cluster.status(config).port
+    port = embedded_postgres.status(config).port
     (data_dir / "postmaster.pid").write_text(
         f"{gone.pid}\n{data_dir}\n{int(time.time())}\n{port}\n\n127.0.0.1\n0 0\nready\n"
     )
-    assert not cluster.status(config).running
+    assert not embedded_postgres.status(config).running
 
     notes: list[str] = []
-    cluster.ensure_running(config, notes.append)
+    embedded_postgres.ensure_running(config, notes.append)
     assert any("stale" in note and str(gone.pid) in note for note in notes)
-    assert cluster.status(config).running
+    assert embedded_postgres.status(config).running
 
 
 def test_taken_port_moves_to_a_free_one_with_a_note(stopped: GridmapSettings) -> None:
     config = stopped
-    old_port = cluster.status(config).port
+    old_port = embedded_postgres.status(config).port
     with socket.socket() as squatter:
         # The stopped server's connections may leave the port in TIME_WAIT for a while.
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port or 0))
         squatter.listen()
         notes: list[str] = []
-        url = cluster.ensure_running(config, notes.append)
+        url = embedded_postgres.ensure_running(config, notes.append)
     new_port = urlsplit(url).port
     assert new_port != old_port
     assert any(f"port {old_port} is in use" in note for note in notes)
-    assert cluster.status(config).port == new_port
+    assert embedded_postgres.status(config).port == new_port
     assert json.loads((config.embedded.home / "state.json").read_text())["port"] == new_port
     with psycopg.connect(libpq(url)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_data_dir_of_another_major_version_is_refused(stopped: GridmapSettings) -> None:
-    data_dir = cluster.status(stopped).data_dir
+    data_dir = embedded_postgres.status(stopped).data_dir
     assert data_dir is not None
     version_file = data_dir / "PG_VERSION"
     real = version_file.read_text()
     version_file.write_text("9\n")
     try:
         with pytest.raises(DatabaseUnavailable) as caught:
-            cluster.ensure_running(stopped)
+            embedded_postgres.ensure_running(stopped)
     finally:
         version_file.write_text(real)
     assert "PostgreSQL 9" in caught.value.reason
@@ -161,19 +161,19 @@ def test_root_runs_the_server_outside_a_private_checkout(tmp_path: Path) -> None
     checkout.mkdir(mode=0o700)
     settings = make_settings(checkout / ".gridmap")
     try:
-        url = cluster.ensure_running(settings)
-        status = cluster.status(settings)
+        url = embedded_postgres.ensure_running(settings)
+        status = embedded_postgres.status(settings)
         assert status.running and status.data_dir is not None
-        assert status.data_dir.parent.parent == cluster.SHARED_ROOT
+        assert status.data_dir.parent.parent == embedded_postgres.SHARED_ROOT
         owner = status.data_dir.stat().st_uid
         assert owner != 0
         state = json.loads((checkout / ".gridmap" / "state.json").read_text())
         assert state["run_dir"] == str(status.data_dir.parent)
         assert state["os_user"] == settings.embedded.os_user
         with psycopg.connect(libpq(url)) as conn:
-            assert conn.execute("SELECT current_user").fetchone() == (cluster.DB_USER,)
-        assert cluster.stop(settings)
-        assert not cluster.status(settings).running
+            assert conn.execute("SELECT current_user").fetchone() == (embedded_postgres.DB_USER,)
+        assert embedded_postgres.stop(settings)
+        assert not embedded_postgres.status(settings).running
     finally:
         remove_cluster(settings)
 
@@ -181,27 +181,27 @@ def test_root_runs_the_server_outside_a_private_checkout(tmp_path: Path) -> None
 def test_create_and_drop_a_throwaway_database(shared_home: GridmapSettings) -> None:
     config = shared_home
     name = f"gridmap_test_{os.getpid()}"
-    url = cluster.create_database(config, name)
+    url = embedded_postgres.create_database(config, name)
     assert urlsplit(url).path == f"/{name}"
     with psycopg.connect(libpq(url)) as conn:
         assert conn.execute("SELECT postgis_lib_version()").fetchone() is not None
     with pytest.raises(Conflict):
-        cluster.create_database(config, name)
+        embedded_postgres.create_database(config, name)
     holder = psycopg.connect(libpq(url), autocommit=True)
     try:  # replace=True drops the old database even with a connection open
-        assert cluster.create_database(config, name, replace=True) == url
+        assert embedded_postgres.create_database(config, name, replace=True) == url
         with pytest.raises(psycopg.OperationalError):
             holder.execute("SELECT 1")
     finally:
         holder.close()
-    cluster.drop_database(config, name)
-    with psycopg.connect(libpq(cluster.database_url(config))) as conn:
+    embedded_postgres.drop_database(config, name)
+    with psycopg.connect(libpq(embedded_postgres.database_url(config))) as conn:
         row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         assert row is None
     with pytest.raises(InvalidInput):
-        cluster.drop_database(config, config.embedded.database)
+        embedded_postgres.drop_database(config, config.embedded.database)
     with pytest.raises(InvalidInput):
-        cluster.create_database(config, "bad name; drop")
+        embedded_postgres.create_database(config, "bad name; drop")
 
 
 def test_cli_prints_url_and_status_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +212,7 @@ def test_cli_prints_url_and_status_as_json(tmp_path: Path, monkeypatch: pytest.M
 
     result = runner.invoke(db_app, ["url", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    expected = cluster.database_url(make_settings(home))
+    expected = embedded_postgres.database_url(make_settings(home))
     assert json.loads(result.stdout) == {"url": expected, "external": False}
     plain = runner.invoke(db_app, ["url"], env=env)
     assert plain.stdout == expected + "\n"

@@ -12,6 +12,8 @@ PostgreSQL binaries come from apt when missing, and the cluster lives under
 PostgreSQL refuses to run as root, so under root the server runs as ``embedded.os_user``
 and the run_dir may move to ``/var/lib/gridmap/`` (see ``_choose_run_dir``).
 Nothing here imports typer or fastapi; notes for the user go to a ``notify`` callback.
+It lives beside the CLI and the app, the only code that starts it or asks for its URL: the
+store (``geo.store``) takes a URL and never knows how its server was provided.
 """
 
 from __future__ import annotations
