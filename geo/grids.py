@@ -193,7 +193,7 @@ def read_district(
                 continue
             for name in names:
                 if name in LAYERS:
-                    found.setdefault(name, (path, name))
+                    _found(found, name, path, name, problems)
         else:
             layer = layer_from_stem(path)
             if layer not in LAYERS:
@@ -207,7 +207,7 @@ def read_district(
                     )
                 )
                 continue
-            found[layer] = (path, None)
+            _found(found, layer, path, None, problems)
     if problems:  # a missing or unreadable file explains the missing layers: say it alone
         raise DataRefused(problems=problems)
     for name in LAYERS:
@@ -250,14 +250,48 @@ def read_district(
     )
 
 
+def _found(
+    found: dict[str, tuple[Path, str | None]],
+    layer: str,
+    path: Path,
+    gpkg_layer: str | None,
+    problems: list[Problem],
+) -> None:
+    """Record where a layer is; two sources for one layer are refused, never one silently
+    preferred to the other."""
+    if layer in found and found[layer][0] != path:
+        problems.append(
+            Problem(
+                f"two files hold the {layer!r} layer: {found[layer][0]} and {path}",
+                file=str(path),
+                layer=layer,
+                fix="pass one source per layer (remove one of them, or rename it)",
+            )
+        )
+        return
+    found[layer] = (path, gpkg_layer)
+
+
 def _expand(paths: Iterable[Path]) -> list[Path]:
+    """Folders to their files; the name ``gridmap export --out X.parquet`` was given (it
+    writes ``X_<layer>.parquet`` beside it) to those files."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
             out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS))
+        elif not path.exists() and path.suffix and (siblings := _layer_siblings(path)):
+            out.extend(siblings)
         else:
             out.append(path)
     return out
+
+
+def _layer_siblings(path: Path) -> list[Path]:
+    return [
+        sibling
+        for layer in LAYERS
+        if (sibling := path.with_name(f"{path.stem}_{layer}{path.suffix}")).exists()
+    ]
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -340,6 +374,10 @@ def _normalise_columns(
     frame: gpd.GeoDataFrame, name: str, source: str | None, problems: list[Problem]
 ) -> gpd.GeoDataFrame:
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
+    if frame.empty:  # an empty layer (no buildings in a port district) has nothing to check
+        for column in missing:
+            frame[column] = pd.Series(dtype=object)
+        missing = []
     for column in missing:
         problems.append(
             Problem(
@@ -758,6 +796,8 @@ HIERARCHY: tuple[tuple[str, str | None], ...] = (
     ("communities", "street_code"),
     ("grids", "community_code"),
 )
+#: Rounding to the storage grid may move a vertex this much beyond the tolerance.
+MOVE_SLACK_M = 0.002
 _SINGULAR = {
     "district": "district",
     "streets": "street",
@@ -819,6 +859,19 @@ def node_district(
                 ),
             )
         )
+    if not noded.real_findings and noded.max_move_m > tolerance_m + MOVE_SLACK_M:
+        # The promise is that noise moves nothing further than the tolerance: files noisier
+        # than that (coordinates rounded to 7 decimals are up to 1 cm off) are refused.
+        problems.append(
+            Problem(
+                f"noding would move a boundary {noded.max_move_m * 1000:.1f} mm, more than "
+                f"the tolerance of {tolerance_m * 1000:.0f} mm (noded in {noded.crs_used})",
+                file=data.sources.get("grids"),
+                layer="grids",
+                fix="deliver the coordinates with more decimals, or raise GRIDMAP_TOLERANCE_M "
+                "to what the data can hold",
+            )
+        )
     frames = {}
     for (name, _), geoms in zip(HIERARCHY, noded.geoms, strict=True):
         frame = data.layer(name).copy()
@@ -832,7 +885,7 @@ def _describe(finding: Finding) -> str:
     child = _SINGULAR[finding.level]
     parent_level = {"streets": "district", "communities": "street", "grids": "community"}
     parent = f"{parent_level.get(finding.level, 'district')} {finding.parent}"
-    size = f"{finding.area_m2:,.2f} m², {finding.width_m:.2f} m wide"
+    size = f"{finding.area_m2:,.2f} m², {_width(finding.width_m)} wide"
     where = f"near ({finding.lon:.6f}, {finding.lat:.6f})"
     if finding.kind == "gap":
         between = f" between {finding.level} {', '.join(finding.codes)}" if finding.codes else ""
@@ -842,6 +895,11 @@ def _describe(finding: Finding) -> str:
     if finding.kind == "outside":
         return f"part of {child} {finding.codes[0]} outside its {parent}: {size}, {where}"
     return f"{parent} has {finding.area_m2:,.2f} m² that no {child} covers or borders {where}"
+
+
+def _width(metres: float) -> str:
+    """A width as a planner reads it: millimetres below a decimetre, else metres."""
+    return f"{metres * 1000:.1f} mm" if metres < 0.1 else f"{metres:.2f} m"
 
 
 def _redraw_fix(finding: Finding, repair_width_m: float) -> str:

@@ -677,6 +677,19 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
     # 3. Findings: pieces of faces with the same story, measured in metres.
     findings = _findings(levels, drawn, faces, raw, crs, tolerance_m)
 
+    # 3b. Faces that no polygon of the right parent holds (gaps, parts outside a parent,
+    #     at any level) are shared out among the faces around them, each piece to the
+    #     nearest: a long thin gap goes to the grids along it, not to one of them as a
+    #     tentacle reaching along the others.
+    loose = sorted({f for _, kind, _, _, f in raw if kind in ("gap", "outside")})
+    finest_t = labels[-1]
+    if loose:
+        faces, finest_t, extra = _shared_out(faces, labels[-1], loose, pixel)
+        if len(extra):
+            linework = shapely.union_all(
+                np.concatenate([shapely.get_parts(linework), extra]), grid_size=pixel
+            )
+
     # 4. The same arrangement in lon/lat on the precision grid, noded again there so that
     #    rounding cannot leave two edges crossing. Each lon/lat face takes the finest label
     #    of the face it came from; every polygon is the union of its faces, so each parent
@@ -689,7 +702,7 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
         shapely.get_parts(shapely.polygonize(shapely.get_parts(arrangement))), dtype=object
     )
     faces_ll = faces_ll[shapely.area(faces_ll) > 0]
-    finest = _transfer(labels[-1], faces, faces_ll, to_t)
+    finest = _transfer(finest_t, faces, faces_ll, to_t)
     out = [
         _union_by(finest_to(levels, depth, finest), faces_ll, len(level.codes))
         for depth, level in enumerate(levels)
@@ -704,6 +717,88 @@ def _node_in(levels: Sequence[Level], crs: pyproj.CRS, tolerance_m: float) -> No
         max_move_m=max_move,
         healed=healed,
     )
+
+
+def _shared_out(
+    faces: ObjArray, label: IntArray, loose: list[int], pixel: float
+) -> tuple[ObjArray, IntArray, ObjArray]:
+    """Faces, their finest labels and the new lines after sharing out the ``loose`` faces.
+
+    Adjacent loose faces are taken together; each group is cut by the Voronoi cells of points
+    sampled along its border with settled faces, each point carrying its face's label, so
+    every part of the group goes to the settled face nearest to it.
+    """
+    is_loose = np.zeros(len(faces), dtype=bool)
+    is_loose[loose] = True
+    settled = np.flatnonzero(~is_loose & (label >= 0))
+    if len(settled) == 0:
+        return faces, label, np.zeros(0, dtype=object)
+    groups = shapely.get_parts(shapely.union_all(faces[loose], grid_size=pixel))
+    tree = shapely.STRtree(faces[settled])
+    boundaries = shapely.boundary(faces[settled])
+    kept_faces = list(faces[settled])
+    kept_labels = list(label[settled])
+    lines: list[Any] = []
+    for group in groups:
+        if group.area <= 0:
+            continue
+        near = tree.query(group, predicate="intersects")
+        shared = shapely.intersection(boundaries[near], shapely.boundary(group))
+        length = shapely.length(shared)
+        near, shared = near[length > 0], shared[length > 0]
+        if len(near) == 0:
+            continue  # nothing settled around it: an uncovered parent, reported as such
+        owners = label[settled][near]
+        if len(set(owners.tolist())) == 1:
+            kept_faces.append(group)
+            kept_labels.append(int(owners[0]))
+            continue
+        xy, who_all = _border_samples(group, shared, owners, pixel)
+        cells = shapely.get_parts(
+            shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=group, ordered=True)
+        )
+        for owner in sorted(set(who_all.tolist())):
+            mine = shapely.union_all(cells[who_all == owner], grid_size=pixel)
+            piece = polygonal(shapely.intersection(mine, group, grid_size=pixel))
+            for part in shapely.get_parts(piece):
+                if part.area > 0:
+                    kept_faces.append(part)
+                    kept_labels.append(owner)
+                    lines.append(shapely.boundary(part))
+    return (
+        np.asarray(kept_faces, dtype=object),
+        np.asarray(kept_labels, dtype=np.int64),
+        np.asarray(lines, dtype=object),
+    )
+
+
+def _border_samples(
+    group: Any, shared: ObjArray, owners: IntArray, pixel: float
+) -> tuple[FloatArray, IntArray]:
+    """Points along a loose group's border, each with the label of the face across it:
+    sparse along stretches with one neighbour, dense (about the group's width apart) near
+    the points where the neighbour changes, so the Voronoi split switches owner there."""
+    length = float(shapely.length(group))
+    width = max(2.0 * float(group.area) / max(length, 1e-300), 4 * pixel)
+    coarse = max(length / 400.0, 4 * pixel)
+    fine = max(width, coarse / 2000.0)
+    ends = []
+    for line in shapely.get_parts(shapely.line_merge(shared)):
+        c = shapely.get_coordinates(line)
+        ends.extend([c[0], c[-1]])
+    junctions = shapely.multipoints(np.asarray(ends))
+    xy_parts, who = [], []
+    for piece, owner in zip(shared, owners, strict=True):
+        sparse = shapely.get_coordinates(shapely.segmentize(piece, coarse))
+        dense = shapely.get_coordinates(shapely.segmentize(piece, fine))
+        near = shapely.dwithin(junctions, shapely.points(dense), coarse)
+        xy = np.concatenate([sparse, dense[near]])
+        xy_parts.append(xy)
+        who.append(np.full(len(xy), int(owner)))
+    xy = np.concatenate(xy_parts)
+    labels = np.concatenate(who)
+    xy, first = np.unique(xy, axis=0, return_index=True)
+    return xy, labels[first]
 
 
 def _transfer(
