@@ -116,7 +116,7 @@ def regrid_command(
                 session, district, request, author=author, note=note, progress=progress
             )
     if json_output:
-        from geo.store.plans import jsonable
+        from geo.store.frames import jsonable
 
         print_json({"plan_id": plan_id, "metrics": jsonable(result.summary)})
         return
@@ -176,7 +176,7 @@ def show_command(plan_id: int, json_output: bool = typer.Option(False, "--json")
         problems = [str(p) for p in check_stored_plan(session, plan_id)]
     info["guarantee_problems"] = problems
     if json_output:
-        from geo.store.plans import jsonable
+        from geo.store.frames import jsonable
 
         print_json(jsonable(info))
         return
@@ -213,7 +213,8 @@ def compare_command(a: int, b: int, json_output: bool = typer.Option(False, "--j
 @reports_errors
 def publish_command(plan_id: int, json_output: bool = typer.Option(False, "--json")) -> None:
     """Publish a draft atomically: retire the old plan, re-assign, carry teams over."""
-    from geo.store.plans import jsonable, publish
+    from geo.store.frames import jsonable
+    from geo.store.plans import publish
     from geo.store.session import transaction
 
     with stages(json_output) as step, transaction(database_url(settings())) as session:
@@ -283,7 +284,8 @@ def edit_command(
 ) -> None:
     """Edit a draft; each edit keeps the guarantees or is refused with the reason."""
     from geo.plans import edit_request
-    from geo.store.plans import edit_draft, jsonable
+    from geo.store.frames import jsonable
+    from geo.store.plans import edit_draft
     from geo.store.session import transaction
 
     given = {
