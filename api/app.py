@@ -13,8 +13,9 @@ from api import problems
 from api.auth import CasesRuntime
 from api.routes import cases, districts, lookup, maps, open311, plans, reports
 from geo.address_book import AddressBook
-from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
+from geo.store.lookup import GridLookup
+from geo.store.session import session_factory
 from maps.assets import STATIC_DIR, STATIC_URL
 
 #: Swagger UI (swagger-ui-dist 5.35.0 from npm), bundled for offline /docs.
@@ -40,7 +41,8 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = database_url(settings)
-    app.state.lookup = GridLookup(app.state.database_url)
+    app.state.sessions = session_factory(app.state.database_url)
+    app.state.lookup = GridLookup(app.state.sessions)
     app.state.addresses = AddressBook()
     app.state.jobs = {}
     app.state.cases = CasesRuntime(settings.cases)

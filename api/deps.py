@@ -13,8 +13,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from geo.address_book import AddressBook
-from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
+from geo.store.lookup import GridLookup
 from geo.store.session import transaction
 
 
@@ -24,7 +24,7 @@ async def get_settings(request: Request) -> GridmapSettings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         yield session
 
 

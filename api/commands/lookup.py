@@ -27,8 +27,8 @@ def lookup_command(
 ) -> None:
     """Which grid owns a coordinate or an address (the rule of GET /lookup)."""
     from api.console import database_url, out, print_json, settings
-    from geo.lookup import GridLookup
-    from geo.store.session import transaction
+    from geo.store.lookup import GridLookup
+    from geo.store.session import session_factory, transaction
 
     when = None
     if as_of:
@@ -50,7 +50,7 @@ def lookup_command(
             )
         else:
             answer = (
-                GridLookup(url)
+                GridLookup(session_factory(url))
                 .lookup(
                     lon,
                     lat,

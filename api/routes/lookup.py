@@ -18,7 +18,7 @@ from api.schemas import AddressResult, LookupResult, PointIn
 from geo.address_book import AddressBook
 from geo.crs import Coordsys
 from geo.errors import InvalidInput
-from geo.lookup import GridLookup
+from geo.store.lookup import GridLookup
 from geo.store.session import transaction
 
 router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)
@@ -206,7 +206,7 @@ async def lookup(request: Request) -> Any:
 def _search_address(
     request: Request, addresses: AddressBook, address: str, district: str | None, limit: int
 ) -> dict[str, Any]:
-    with transaction(request.app.state.database_url) as session:
+    with transaction(request.app.state.sessions) as session:
         return addresses.search(session, address, district=district, limit=limit)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
@@ -83,7 +84,7 @@ def _jobs(request: Request) -> dict[str, Job]:
     return jobs
 
 
-def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
+def _run_regrid(sessions: sessionmaker[Session], job: Job, body: RegridIn) -> None:
     job.status = "running"
     request = RegridRequest(
         target=body.target,
@@ -96,7 +97,7 @@ def _run_regrid(url: str, job: Job, body: RegridIn) -> None:
         job.stage, job.progress = stage, round(float(share), 3)
 
     try:
-        with transaction(url) as session:
+        with transaction(sessions) as session:
             plan_id, _ = store.regrid_to_draft(
                 session,
                 body.district,
@@ -130,7 +131,7 @@ def start_regrid(body: RegridIn, request: Request, session: SessionDep) -> Job:
     job = Job(job_id=uuid.uuid4().hex, status="queued", started_at=datetime.now(UTC))
     _jobs(request)[job.job_id] = job
     threading.Thread(
-        target=_run_regrid, args=(request.app.state.database_url, job, body), daemon=True
+        target=_run_regrid, args=(request.app.state.sessions, job, body), daemon=True
     ).start()
     return job
 

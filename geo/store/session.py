@@ -23,13 +23,21 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, future=True)
 
 
+def session_factory(url: str) -> sessionmaker[Session]:
+    """The sessions of one database: what a long-lived object (a cache, a job) is given."""
+    return sessionmaker(engine_for(url), expire_on_commit=False)
+
+
 @contextmanager
-def transaction(url: str, *, read_only: bool = False) -> Iterator[Session]:
+def transaction(
+    database: str | sessionmaker[Session], *, read_only: bool = False
+) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error.
 
-    ``read_only`` makes PostgreSQL refuse any write in it (``--dry-run`` promises one).
+    ``database`` is a URL or a session factory (``session_factory``). ``read_only`` makes
+    PostgreSQL refuse any write in it (``--dry-run`` promises one).
     """
-    factory = sessionmaker(engine_for(url), expire_on_commit=False)
+    factory = database if isinstance(database, sessionmaker) else session_factory(database)
     try:
         session = factory()
     except OperationalError as exc:  # pragma: no cover - connect errors surface on first use

@@ -155,11 +155,12 @@ def tiny_url(
 
 
 def test_a_case_walks_the_loop_with_the_right_actors(tiny_url: str, tmp_path: Path) -> None:
-    from geo.lookup import GridLookup
+    from geo.store.lookup import GridLookup
+    from geo.store.session import session_factory
 
     with transaction(tiny_url) as session:
         taxonomy = load_taxonomy(session)
-        lookup = GridLookup(tiny_url)
+        lookup = GridLookup(session_factory(tiny_url))
         grid = session.execute(
             text(
                 "SELECT code, ST_X(ST_PointOnSurface(geom)) x, ST_Y(ST_PointOnSurface(geom)) y"

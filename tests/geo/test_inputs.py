@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app
+from geo.columns import INT16, INT32, STORED_RULES
 from geo.errors import (
     DatabaseUnavailable,
     Problem,
@@ -34,7 +35,6 @@ from geo.errors import (
 )
 from geo.grids import parse_times
 from geo.settings import GridmapSettings
-from geo.columns import INT16, INT32, STORED_RULES
 from geo.store.queries import STORED_COLUMNS
 from tests.api.conftest import loaded_database
 from tests.geo.test_load import fingerprint
@@ -100,8 +100,7 @@ def test_the_dry_run_rules_are_the_migrated_schema(db_session: Session) -> None:
         narrowed = {
             column
             for column, rule in by_column.items()
-            if rule.kind == "integer"
-            and (rule.low, rule.high) != widths[schema[column].data_type]
+            if rule.kind == "integer" and (rule.low, rule.high) != widths[schema[column].data_type]
         }
         checked = set()
         for definition in checks:
