@@ -12,8 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from api import problems
 from api.auth import CasesRuntime
 from api.routes import cases, districts, lookup, maps, open311, plans, reports
-from geo.address_book import AddressBook
 from geo.settings import GridmapSettings
+from geo.store.address import AddressBook
 from geo.store.lookup import GridLookup
 from geo.store.session import session_factory
 from maps.assets import STATIC_DIR, STATIC_URL

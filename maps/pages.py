@@ -14,9 +14,9 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from geo.settings import MapSettings
-from geo.stats import case_stats
 from geo.store.frames import finish_frame, read_frame
 from geo.store.queries import district_id, plan_grids, published_plan_id
+from geo.store.stats import case_stats
 from maps.hotspots import HotspotFilters, render_hotspots
 from maps.plan_diff import render_compare
 from maps.workload import render_workload

@@ -152,7 +152,7 @@ def advance_command(
     """Take one step of a case's loop (the rules of POST /cases/{id}/transitions)."""
     from geo.store.cases import advance_case, blow_whistle
     from geo.store.session import transaction
-    from geo.taxonomy import load_taxonomy
+    from geo.store.taxonomy import load_taxonomy
 
     with transaction(database_url(settings())) as session:
         actor = _actor(session, key)
@@ -198,8 +198,8 @@ def stats_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Cases, rates, time to close, satisfaction, open and overdue per unit (GET /stats)."""
-    from geo.stats import case_stats
     from geo.store.session import transaction
+    from geo.store.stats import case_stats
 
     with transaction(database_url(settings())) as session:
         frame = case_stats(session, district, level, _when(start, "start"), _when(end, "end"))
@@ -249,7 +249,8 @@ def taxonomy_command(
     import json as _json
 
     from geo.store.session import transaction
-    from geo.taxonomy import load_taxonomy, parse_taxonomy, replace_taxonomy
+    from geo.store.taxonomy import load_taxonomy, replace_taxonomy
+    from geo.taxonomy import parse_taxonomy
 
     with transaction(database_url(settings())) as session:
         current = load_taxonomy(session)
@@ -287,7 +288,7 @@ def create_key_command(
     """Print a new API key (shown once; only its hash is stored)."""
     from geo.store.cases import create_api_key
     from geo.store.session import transaction
-    from geo.taxonomy import load_taxonomy
+    from geo.store.taxonomy import load_taxonomy
 
     with transaction(database_url(settings())) as session:
         new = create_api_key(

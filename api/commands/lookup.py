@@ -41,7 +41,7 @@ def lookup_command(
     with transaction(url) as session:
         answer: dict[str, Any]
         if address is not None:
-            from geo.address_book import AddressBook
+            from geo.store.address import AddressBook
 
             answer = AddressBook().search(session, address, district=district, limit=limit)
         elif lon is None or lat is None:

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from api.deps import LookupDep, SettingsDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
-from geo.address_book import AddressBook
 from geo.crs import Coordsys
 from geo.errors import InvalidInput
+from geo.store.address import AddressBook
 from geo.store.lookup import GridLookup
 from geo.store.session import transaction
 

@@ -20,7 +20,6 @@ from fixtures.district import DistrictLayers, generate_district, write_district
 from geo.cases import STEPS, Actor, CaseState, Role, Status, allowed_steps, check_step
 from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed
 from geo.settings import GridmapSettings
-from geo.stats import case_stats
 from geo.store.cases import (
     actor_for_key,
     advance_case,
@@ -32,7 +31,9 @@ from geo.store.cases import (
     list_escalations,
 )
 from geo.store.session import transaction
-from geo.taxonomy import load_taxonomy, parse_taxonomy, replace_taxonomy, shipped_taxonomy
+from geo.store.stats import case_stats
+from geo.store.taxonomy import load_taxonomy, replace_taxonomy
+from geo.taxonomy import parse_taxonomy, shipped_taxonomy
 from tests.api.conftest import loaded_database
 
 GRID, OTHER_GRID, DEPT = "G1", "G2", "water"

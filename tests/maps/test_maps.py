@@ -149,7 +149,7 @@ def small_district(n_reports: int = 600, seed: int = 1) -> SimpleNamespace:
 
 
 def fake_case_stats(grids: gpd.GeoDataFrame, seed: int = 5) -> pd.DataFrame:
-    """Case statistics shaped like ``geo.stats.case_stats(level="grid")``, without a database.
+    """Case statistics shaped like ``geo.store.stats.case_stats(level="grid")``, without a database.
 
     The first grid has no row (a grid the statistics do not know), the second has no valid
     case (its rates and times are NaN, as ``case_stats`` gives them).
