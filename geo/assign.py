@@ -65,6 +65,11 @@ IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 
+#: ``cells_per_grid`` for no lookup table: every point goes to GEOS. For indexes built for a
+#: few thousand points (a plan's buildings, a regrid's candidates), where building the table
+#: would cost more than it saves.
+NO_TABLE = 0
+
 #: Raster cell labels besides a grid position (>= 0).
 _OUTSIDE = -1  # the cell is wholly outside every grid (-1: the None at the end of codes)
 _EXACT = -2  # the cell meets an edge (or grids overlap there): ask GEOS
@@ -93,6 +98,8 @@ class Assignment:
 
     ``nearest_grid_code``/``distance_m`` are filled for every point not covered by a grid
     (snapped ones included, so a report can say how far they were) and None/NaN otherwise.
+    ``position`` is the assigned grid's index in ``GridIndex.codes`` (code order), -1 for
+    none.
     """
 
     grid_code: ObjArray
@@ -100,6 +107,7 @@ class Assignment:
     nearest_grid_code: ObjArray
     distance_m: FloatArray
     snapped: BoolArray
+    position: IntArray
 
     def __len__(self) -> int:
         return len(self.grid_code)
@@ -262,14 +270,15 @@ class GridIndex:
     """
 
     def __init__(self, codes: ObjArray, geoms: ObjArray, *, cells_per_grid: int = _CELLS_PER_GRID):
-        """Use ``from_frame`` or ``from_arrays``; this expects validated, code-sorted input."""
+        """Use ``from_frame``, ``from_arrays`` or ``ranked``; this expects validated, code-sorted
+        input. ``cells_per_grid=NO_TABLE`` builds no lookup table (see ``NO_TABLE``)."""
         self.codes = codes
         self.geoms = geoms
         #: the codes and a None at index -1 (``_OUTSIDE``): one ``take`` gives the answers
         # numpy's stubs omit None as a value, valid for object arrays
         self._codes_or_none = np.append(codes, None)  # type: ignore[call-overload]
         self._tree: shapely.STRtree | None = None
-        self.raster = _build_raster(self.geoms, cells_per_grid)
+        self.raster = _build_raster(self.geoms, cells_per_grid) if cells_per_grid else None
         self._metric: _Metric | None = None
 
     def __len__(self) -> int:
@@ -310,6 +319,19 @@ class GridIndex:
         return cls(codes_s[order], geoms_a[order], cells_per_grid=cells_per_grid)
 
     @classmethod
+    def ranked(cls, geoms: npt.ArrayLike, **kwargs: Any) -> GridIndex:
+        """Index grids that have no codes (yet), ranked by their order: on an edge they share,
+        a point goes to the first. Positions in ``Assignment.position`` are theirs.
+
+        A regrid's pieces and candidate grids have no codes; a plan's grids sorted by code
+        rank as their codes do.
+        """
+        geoms_a = np.asarray(geoms, dtype=object)
+        width = len(str(max(len(geoms_a) - 1, 0)))
+        codes = np.array([f"{i:0{width}d}" for i in range(len(geoms_a))], dtype=object)
+        return cls.from_arrays(codes, geoms_a, **kwargs)
+
+    @classmethod
     def from_frame(
         cls, grids: gpd.GeoDataFrame, code_column: str = "code", **kwargs: Any
     ) -> GridIndex:
@@ -328,11 +350,19 @@ class GridIndex:
     # --- assignment ---------------------------------------------------------------------
 
     def assign(
-        self, lon: npt.ArrayLike, lat: npt.ArrayLike, snap_m: float = 0.0, *, row_offset: int = 0
+        self,
+        lon: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        snap_m: float = 0.0,
+        *,
+        snap_all: bool = False,
+        row_offset: int = 0,
     ) -> Assignment:
         """Assign lon/lat points (EPSG:4326) to grids by the covers/smallest-code rule.
 
-        ``row_offset`` only shifts the row numbers named in errors (for chunked callers).
+        ``snap_all`` snaps every point outside every grid to its nearest grid, however far
+        (a plan's building counts: every building belongs to some grid). ``row_offset``
+        only shifts the row numbers named in errors (for chunked callers).
         """
         x = np.ascontiguousarray(lon, dtype=np.float64).ravel()
         y = np.ascontiguousarray(lat, dtype=np.float64).ravel()
@@ -340,7 +370,7 @@ class GridIndex:
             raise InvalidInput("lon and lat have different lengths", field="lon")
         snap_m = _check_snap(snap_m)
         n = len(x)
-        if n == 1 and math.isfinite(x[0]) and math.isfinite(y[0]):
+        if self.raster is not None and n == 1 and math.isfinite(x[0]) and math.isfinite(y[0]):
             # One point inside a cell wholly within one grid (GET /lookup's usual case):
             # answered without building any array but the result's.
             label = self.raster.label_at(float(x[0]), float(y[0]))
@@ -351,17 +381,22 @@ class GridIndex:
                     np.empty(1, dtype=object),
                     np.full(1, np.nan),
                     np.zeros(1, dtype=bool),
+                    np.array([label], dtype=np.intp),
                 )
         _refuse_non_finite(x, y, row_offset)
 
         # Grid positions (int) all the way; codes are looked up once, at the end.
         # One pass over all points finds those not answered by the table's gather.
-        pos = self.raster.lookup(x, y)
+        if self.raster is None:
+            pos = np.full(n, _EXACT, dtype=np.int32)
+        else:
+            pos = self.raster.lookup(x, y)
         on_boundary = np.zeros(n, dtype=bool)
         special = np.flatnonzero(pos < 0)
         sub = pos[special]
         walk = np.flatnonzero(sub <= -3)
         if len(walk):
+            assert self.raster is not None  # only table cells hold walk labels
             at = special[walk]
             walked, unsure = self.raster.resolve(x[at], y[at], -3 - sub[walk])
             walked[unsure] = _EXACT
@@ -380,15 +415,17 @@ class GridIndex:
             near_pos, near_m = self._nearest(x[outside], y[outside])
             nearest_code[outside] = self.codes[near_pos]
             distance_m[outside] = near_m
-            if snap_m > 0:
-                snap = near_m <= snap_m
+            if snap_all or snap_m > 0:
+                snap = near_m <= snap_m if not snap_all else np.ones(len(near_m), dtype=bool)
                 pos[outside[snap]] = near_pos[snap]
                 snapped[outside[snap]] = True
         else:
             distance_m = np.empty(n)
             distance_m.fill(np.nan)
         grid_code = self._codes_or_none.take(pos)
-        return Assignment(grid_code, on_boundary, nearest_code, distance_m, snapped)
+        return Assignment(
+            grid_code, on_boundary, nearest_code, distance_m, snapped, pos.astype(np.intp)
+        )
 
     def _assign_exact(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray]:
         """GEOS path: smallest covering grid position (or _OUTSIDE) and touches-boundary."""

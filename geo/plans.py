@@ -26,6 +26,7 @@ import shapely
 import shapely.ops
 from shapely import LineString
 
+from geo.assign import NO_TABLE, GridIndex
 from geo.crs import metric_crs_for_bounds
 from geo.errors import Conflict, DataRefused, InvalidInput, Problem
 from geo.precision import DEFAULT_TOLERANCE_M, MAX_EDGE_M
@@ -206,31 +207,20 @@ def _column(frame: pd.DataFrame, name: str) -> FloatArray:
 
 
 def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
-    """Index of the grid holding each point (-1 when there are no grids).
+    """Index of the grid holding each point (-1 when there are no grids): the assignment rule
+    (``geo.assign.GridIndex``), the grids ranked in the given order (callers sort by code).
 
-    A point on a shared boundary goes to the first grid in the given order (callers sort by
-    code); a point outside every grid goes to the nearest one.
+    A point outside every grid goes to the nearest one (``snap_all``): in a plan's counts
+    every building belongs to some grid.
     """
     grid_geoms = np.asarray(grid_geoms, dtype=object)
     points = np.asarray(points, dtype=object)
-    out = np.full(len(points), -1, dtype=np.int64)
     if len(grid_geoms) == 0 or len(points) == 0:
-        return out
-    tree = shapely.STRtree(grid_geoms)
-    pt_idx, grid_idx = tree.query(points, predicate="intersects")
-    if len(pt_idx):
-        order = np.lexsort((grid_idx, pt_idx))
-        pt_idx, grid_idx = pt_idx[order], grid_idx[order]
-        first = np.r_[True, pt_idx[1:] != pt_idx[:-1]]
-        out[pt_idx[first]] = grid_idx[first]
-    missing = np.flatnonzero(out < 0)
-    if len(missing):
-        m_idx, g_idx = tree.query_nearest(points[missing], all_matches=True)
-        order = np.lexsort((g_idx, m_idx))
-        m_idx, g_idx = m_idx[order], g_idx[order]
-        first = np.r_[True, m_idx[1:] != m_idx[:-1]]
-        out[missing[m_idx[first]]] = g_idx[first]
-    return out
+        return np.full(len(points), -1, dtype=np.int64)
+    # Stored or drafted grids, checked where they were made; few points per index: no table.
+    index = GridIndex.ranked(grid_geoms, validated=True, cells_per_grid=NO_TABLE)
+    result = index.assign(shapely.get_x(points), shapely.get_y(points), snap_all=True)
+    return result.position.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- coverage
