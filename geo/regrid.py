@@ -46,18 +46,21 @@ from geo.plans import (
     building_loads,
     crosswalk,
     grid_name,
-    grid_size_for,
     new_codes,
-    node_coverage,
     plan_metrics,
-    polygonal,
     precise_inputs,
+)
+from geo.precision import MAX_EDGE_M
+from geo.topology import (
+    end_on_frozen_vertices,
+    frozen_reach,
+    grid_size_for,
+    node_coverage,
+    polygonal,
     round_to_grid,
     shared_lengths,
     voronoi_sites,
 )
-from geo.precision import MAX_EDGE_M
-from geo.topology import end_on_frozen_vertices, frozen_reach
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "regrid"]
 

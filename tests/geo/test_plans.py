@@ -28,13 +28,11 @@ from geo.plans import (
     merge_grids,
     move_buildings,
     new_codes,
-    node_coverage,
     plan_metrics,
     rename_grid,
-    round_to_grid,
     split_grid,
-    voronoi_sites,
 )
+from geo.topology import node_coverage, round_to_grid, voronoi_sites
 from tests.geo.test_assign import oracle as assignment_oracle
 from tests.geo.test_regrid import synthetic
 from tests.strategies import Tiling, points_for, tilings
