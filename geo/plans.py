@@ -26,7 +26,7 @@ import shapely
 import shapely.ops
 from shapely import LineString
 
-from geo.assign import NO_TABLE, GridIndex
+from geo.assign import COARSE_TABLE, NO_TABLE, GridIndex
 from geo.errors import Conflict, DataRefused, InvalidInput, Problem
 from geo.precision import DEFAULT_TOLERANCE_M, MAX_EDGE_M
 from geo.topology import (
@@ -183,6 +183,10 @@ def _column(frame: pd.DataFrame, name: str) -> FloatArray:
     return np.clip(values, 0.0, None)
 
 
+#: Points from which ``assign_buildings`` builds a lookup table (measured on the fixture).
+_TABLE_POINTS = 1000
+
+
 def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
     """Index of the grid holding each point (-1 when there are no grids): the assignment rule
     (``geo.assign.GridIndex``), the grids ranked in the given order (callers sort by code).
@@ -194,8 +198,10 @@ def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
     points = np.asarray(points, dtype=object)
     if len(grid_geoms) == 0 or len(points) == 0:
         return np.full(len(points), -1, dtype=np.int64)
-    # Stored or drafted grids, checked where they were made; few points per index: no table.
-    index = GridIndex.ranked(grid_geoms, validated=True, cells_per_grid=NO_TABLE)
+    # Stored or drafted grids, checked where they were made. A table pays for itself over a
+    # plan's buildings, not over a regrid candidate's few dozen.
+    cells = COARSE_TABLE if len(points) >= _TABLE_POINTS else NO_TABLE
+    index = GridIndex.ranked(grid_geoms, validated=True, cells_per_grid=cells)
     result = index.assign(shapely.get_x(points), shapely.get_y(points), snap_all=True)
     return result.position.astype(np.int64)
 

@@ -24,7 +24,7 @@ import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 
-from geo.assign import GridIndex
+from geo.assign import COARSE_TABLE, GridIndex
 from geo.crs import Coordsys, to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
@@ -108,7 +108,9 @@ def assign_to_grids(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.nda
         return np.full(n, -1, dtype=np.int64)
     pts = to_wgs84(points).geometry.to_numpy() if points.crs is not None else points.geometry
     # A plan's grids, checked when they were stored or drafted.
-    index = GridIndex.from_frame(grids, code_column="code", validated=True)
+    index = GridIndex.from_frame(
+        grids, code_column="code", validated=True, cells_per_grid=COARSE_TABLE
+    )
     result = index.assign(shapely.get_x(pts), shapely.get_y(pts))
     rows = lookup.reindex(index.codes.astype(str)).to_numpy(dtype=np.int64)
     return np.where(result.position >= 0, rows[result.position], -1).astype(np.int64)
