@@ -45,7 +45,6 @@ from geo.precision import DEFAULT_TOLERANCE_M
 from geo.store.frames import as_wkb, finish_frame, jsonable, read_frame
 from geo.store.models import (
     SRID,
-    Base,
     Building,
     Community,
     District,
@@ -60,20 +59,8 @@ from geo.store.models import (
 
 Progress = Callable[[str], None]
 
-#: The table each contract layer is written to; the layer's columns that the table stores as
-#: columns are those of ``geo.columns.STORED_RULES`` (the others go to ``attrs``).
-STORED_TABLES: dict[str, type[Base]] = {
-    "district": District,
-    "streets": Street,
-    "communities": Community,
-    "grids": Grid,
-    "buildings": Building,
-    "reports": Report,
-    "roads": Road,
-}
-STORED_COLUMNS: dict[str, tuple[type[Base], tuple[str, ...]]] = {
-    layer: (model, STORED_RULES[layer].names) for layer, model in STORED_TABLES.items()
-}
+#: The layer columns buildings and reports store as columns (``geo.columns``); the others
+#: go to ``attrs``.
 BUILDING_COLUMNS = STORED_RULES["buildings"].names
 REPORT_COLUMNS = STORED_RULES["reports"].names
 
