@@ -12,9 +12,9 @@ from fastapi.staticfiles import StaticFiles
 from api import problems
 from api.auth import CasesRuntime
 from api.routes import cases, districts, lookup, maps, open311, plans, reports
-from geo.address_book import AddressBook
-from geo.lookup import GridLookup
 from geo.settings import GridmapSettings
+from geo.store.address import AddressBook
+from geo.store.lookup import GridLookup
 from geo.store.session import session_factory
 from maps.assets import STATIC_DIR, STATIC_URL
 
@@ -44,7 +44,7 @@ def create_app(settings: GridmapSettings | None = None) -> FastAPI:
     app.state.limits = settings.input_limits
     url = database_url(settings)
     app.state.sessions = session_factory(url)
-    app.state.lookup = GridLookup(url)
+    app.state.lookup = GridLookup(app.state.sessions)
     app.state.addresses = AddressBook()
     app.state.jobs = {}
     app.state.cases = CasesRuntime(settings.cases)

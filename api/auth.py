@@ -22,7 +22,8 @@ from geo.cases import Actor
 from geo.errors import RateLimited, Unauthenticated
 from geo.settings import CaseSettings
 from geo.store.cases import actor_for_key
-from geo.taxonomy import Taxonomy, TaxonomyCache
+from geo.store.taxonomy import TaxonomyCache
+from geo.taxonomy import Taxonomy
 
 
 class TokenBuckets:

@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from geo.address_book import AddressBook
-from geo.lookup import GridLookup
 from geo.settings import GridmapSettings, InputLimits
+from geo.store.address import AddressBook
+from geo.store.lookup import GridLookup
 from geo.store.session import transaction
 
 

@@ -8,7 +8,7 @@ the figure is the ratio of requests per second (target >= 0.5). The filing path 
 ``POST /open311/v2/requests.json``: key check, rate limit, responsibility list, grid lookup,
 one statement writing case + event + reporter.
 
-(2) ``geo.stats.case_stats(level="grid")`` on the full fixture loaded into a throwaway
+(2) ``geo.store.stats.case_stats(level="grid")`` on the full fixture loaded into a throwaway
 database, best of N (target <= 1 s).
 
     .venv/bin/python bench/bench_cases.py [--seconds 10] [--connections 16] [--no-record]
@@ -103,7 +103,7 @@ def bench_filing(settings: GridmapSettings, seconds: int, connections: int) -> d
     from geo.store.migrate import upgrade_database
     from geo.store.queries import store_district
     from geo.store.session import engine_for, transaction
-    from geo.taxonomy import load_taxonomy
+    from geo.store.taxonomy import load_taxonomy
 
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
@@ -204,10 +204,10 @@ def bench_stats(settings: GridmapSettings, repeat: int) -> dict[str, float]:
     from api.embedded_postgres import create_database, drop_database
     from fixtures.district import generate_district
     from geo.grids import DistrictData, validate_district
-    from geo.stats import case_stats
     from geo.store.migrate import upgrade_database
     from geo.store.queries import store_district
     from geo.store.session import engine_for, transaction
+    from geo.store.stats import case_stats
 
     name = f"gridmap_bench_stats_{os.getpid()}"
     url = create_database(settings, name, replace=True)

@@ -34,16 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _harness import record
 
 from fixtures.district import generate_district
-from geo.plans import (
-    assign_buildings,
-    building_loads,
-    metric_crs,
-    node_coverage,
-    plan_metrics,
-    to_metric,
-    voronoi_sites,
-)
+from geo.plans import assign_buildings, building_loads, plan_metrics
 from geo.regrid import RegridRequest, _cell_adjacency, regrid
+from geo.topology import metric_crs, node_coverage, reproject, voronoi_sites
 
 GS = 1e-7
 
@@ -174,15 +167,15 @@ def road_share(plan: gpd.GeoDataFrame, comm: gpd.GeoDataFrame, roads: gpd.GeoDat
     """Share of the inner grid boundary length (community edges left out) within 1 m of a road."""
     mcrs = metric_crs(comm)
     inner = shapely.difference(
-        shapely.union_all(shapely.boundary(to_metric(plan.geometry.values, plan.crs, mcrs))),
+        shapely.union_all(shapely.boundary(reproject(plan.geometry.values, plan.crs, mcrs))),
         shapely.buffer(
-            shapely.union_all(shapely.boundary(to_metric(comm.geometry.values, comm.crs, mcrs))),
+            shapely.union_all(shapely.boundary(reproject(comm.geometry.values, comm.crs, mcrs))),
             0.05,
         ),
     )
     near = shapely.intersection(
         inner,
-        shapely.buffer(shapely.union_all(to_metric(roads.geometry.values, roads.crs, mcrs)), 1.0),
+        shapely.buffer(shapely.union_all(reproject(roads.geometry.values, roads.crs, mcrs)), 1.0),
     )
     return round(float(near.length / max(inner.length, 1e-9)), 4)
 

@@ -19,6 +19,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -983,3 +984,44 @@ def _pinyin(text: str) -> str:
 def _road_of(address: str) -> str:
     """The road part of a stored building address."""
     return parse_address(address).road
+
+
+#: (district code, building id) -> (lon, lat) of the building.
+Places = dict[tuple[str | None, str], tuple[float, float]]
+
+
+def answer_fields(query: str, answer: AddressAnswer, where: Places) -> dict[str, Any]:
+    """The answer of ``GET /lookup?address=``; its field names are the API's."""
+
+    def shown(c: Candidate) -> dict[str, Any]:
+        lon, lat = where[(c.district_code, c.building_id)]
+        return {
+            "building_id": c.building_id,
+            "address": c.address,
+            "score": round(float(c.score), 1),
+            "grid_code": c.grid_code,
+            "district_code": c.district_code,
+            "lon": lon,
+            "lat": lat,
+        }
+
+    return {
+        "query": query,
+        "normalized": answer.normalized,
+        "ambiguous": answer.ambiguous,
+        "reason": answer.reason or None,
+        "best": shown(answer.best) if answer.best else None,
+        "candidates": [shown(c) for c in answer.candidates],
+        "units": [
+            {
+                "level": u.level,
+                "code": u.code,
+                "name": u.name,
+                "district_code": u.district_code,
+                "street_code": u.street_code,
+                "community_code": u.community_code,
+                "grids": list(u.grids) if u.level == "community" else None,
+            }
+            for u in answer.units
+        ],
+    }

@@ -19,12 +19,10 @@ vertices and edges follow GEOS ``covers`` semantics bit for bit.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +33,15 @@ import pandas as pd
 import pyproj
 import shapely
 
-from geo.crs import WGS84, is_wgs84_like, metric_crs_for_bounds
-from geo.errors import DataRefused, InvalidGeometry, InvalidInput
+from geo.crs import WGS84, metric_crs_for_bounds, to_wgs84
+from geo.errors import InvalidGeometry, InvalidInput
 from geo.io import (
-    check_file,
-    degrees_in_projected_crs,
-    guard_refusal,
-    layer_from_stem,
-    list_layers,
-    read_csv_bytes,
-    read_layer,
-    refuse_shapefile_output,
-    reproject_layer,
-    unreadable,
-    write_csv,
+    check_points_output,
+    lonlat_bounds,
+    point_xy,
+    read_grids_file,
+    read_points_file,
+    write_points_file,
 )
 from geo.settings import InputLimits
 
@@ -64,6 +57,14 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
+
+#: ``cells_per_grid`` for no lookup table: every point goes to GEOS. For indexes built for a
+#: few thousand points (a plan's buildings, a regrid's candidates), where building the table
+#: would cost more than it saves.
+NO_TABLE = 0
+#: ``cells_per_grid`` for tens of thousands of points (a plan's buildings, a map's): a
+#: coarse table builds in milliseconds and still answers most points with one gather.
+COARSE_TABLE = 16
 
 #: Raster cell labels besides a grid position (>= 0).
 _OUTSIDE = -1  # the cell is wholly outside every grid (-1: the None at the end of codes)
@@ -93,6 +94,8 @@ class Assignment:
 
     ``nearest_grid_code``/``distance_m`` are filled for every point not covered by a grid
     (snapped ones included, so a report can say how far they were) and None/NaN otherwise.
+    ``position`` is the assigned grid's index in ``GridIndex.codes`` (code order), -1 for
+    none.
     """
 
     grid_code: ObjArray
@@ -100,6 +103,7 @@ class Assignment:
     nearest_grid_code: ObjArray
     distance_m: FloatArray
     snapped: BoolArray
+    position: IntArray
 
     def __len__(self) -> int:
         return len(self.grid_code)
@@ -262,14 +266,15 @@ class GridIndex:
     """
 
     def __init__(self, codes: ObjArray, geoms: ObjArray, *, cells_per_grid: int = _CELLS_PER_GRID):
-        """Use ``from_frame`` or ``from_arrays``; this expects validated, code-sorted input."""
+        """Use ``from_frame``, ``from_arrays`` or ``ranked``; this expects validated, code-sorted
+        input. ``cells_per_grid=NO_TABLE`` builds no lookup table (see ``NO_TABLE``)."""
         self.codes = codes
         self.geoms = geoms
         #: the codes and a None at index -1 (``_OUTSIDE``): one ``take`` gives the answers
         # numpy's stubs omit None as a value, valid for object arrays
         self._codes_or_none = np.append(codes, None)  # type: ignore[call-overload]
         self._tree: shapely.STRtree | None = None
-        self.raster = _build_raster(self.geoms, cells_per_grid)
+        self.raster = _build_raster(self.geoms, cells_per_grid) if cells_per_grid else None
         self._metric: _Metric | None = None
 
     def __len__(self) -> int:
@@ -310,6 +315,19 @@ class GridIndex:
         return cls(codes_s[order], geoms_a[order], cells_per_grid=cells_per_grid)
 
     @classmethod
+    def ranked(cls, geoms: npt.ArrayLike, **kwargs: Any) -> GridIndex:
+        """Index grids that have no codes (yet), ranked by their order: on an edge they share,
+        a point goes to the first. Positions in ``Assignment.position`` are theirs.
+
+        A regrid's pieces and candidate grids have no codes; a plan's grids sorted by code
+        rank as their codes do.
+        """
+        geoms_a = np.asarray(geoms, dtype=object)
+        width = len(str(max(len(geoms_a) - 1, 0)))
+        codes = np.array([f"{i:0{width}d}" for i in range(len(geoms_a))], dtype=object)
+        return cls.from_arrays(codes, geoms_a, **kwargs)
+
+    @classmethod
     def from_frame(
         cls, grids: gpd.GeoDataFrame, code_column: str = "code", **kwargs: Any
     ) -> GridIndex:
@@ -328,11 +346,19 @@ class GridIndex:
     # --- assignment ---------------------------------------------------------------------
 
     def assign(
-        self, lon: npt.ArrayLike, lat: npt.ArrayLike, snap_m: float = 0.0, *, row_offset: int = 0
+        self,
+        lon: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        snap_m: float = 0.0,
+        *,
+        snap_all: bool = False,
+        row_offset: int = 0,
     ) -> Assignment:
         """Assign lon/lat points (EPSG:4326) to grids by the covers/smallest-code rule.
 
-        ``row_offset`` only shifts the row numbers named in errors (for chunked callers).
+        ``snap_all`` snaps every point outside every grid to its nearest grid, however far
+        (a plan's building counts: every building belongs to some grid). ``row_offset``
+        only shifts the row numbers named in errors (for chunked callers).
         """
         x = np.ascontiguousarray(lon, dtype=np.float64).ravel()
         y = np.ascontiguousarray(lat, dtype=np.float64).ravel()
@@ -340,7 +366,7 @@ class GridIndex:
             raise InvalidInput("lon and lat have different lengths", field="lon")
         snap_m = _check_snap(snap_m)
         n = len(x)
-        if n == 1 and math.isfinite(x[0]) and math.isfinite(y[0]):
+        if self.raster is not None and n == 1 and math.isfinite(x[0]) and math.isfinite(y[0]):
             # One point inside a cell wholly within one grid (GET /lookup's usual case):
             # answered without building any array but the result's.
             label = self.raster.label_at(float(x[0]), float(y[0]))
@@ -351,17 +377,22 @@ class GridIndex:
                     np.empty(1, dtype=object),
                     np.full(1, np.nan),
                     np.zeros(1, dtype=bool),
+                    np.array([label], dtype=np.intp),
                 )
         _refuse_non_finite(x, y, row_offset)
 
         # Grid positions (int) all the way; codes are looked up once, at the end.
         # One pass over all points finds those not answered by the table's gather.
-        pos = self.raster.lookup(x, y)
+        if self.raster is None:
+            pos = np.full(n, _EXACT, dtype=np.int32)
+        else:
+            pos = self.raster.lookup(x, y)
         on_boundary = np.zeros(n, dtype=bool)
         special = np.flatnonzero(pos < 0)
         sub = pos[special]
         walk = np.flatnonzero(sub <= -3)
         if len(walk):
+            assert self.raster is not None  # only table cells hold walk labels
             at = special[walk]
             walked, unsure = self.raster.resolve(x[at], y[at], -3 - sub[walk])
             walked[unsure] = _EXACT
@@ -380,15 +411,17 @@ class GridIndex:
             near_pos, near_m = self._nearest(x[outside], y[outside])
             nearest_code[outside] = self.codes[near_pos]
             distance_m[outside] = near_m
-            if snap_m > 0:
-                snap = near_m <= snap_m
+            if snap_all or snap_m > 0:
+                snap = near_m <= snap_m if not snap_all else np.ones(len(near_m), dtype=bool)
                 pos[outside[snap]] = near_pos[snap]
                 snapped[outside[snap]] = True
         else:
             distance_m = np.empty(n)
             distance_m.fill(np.nan)
         grid_code = self._codes_or_none.take(pos)
-        return Assignment(grid_code, on_boundary, nearest_code, distance_m, snapped)
+        return Assignment(
+            grid_code, on_boundary, nearest_code, distance_m, snapped, pos.astype(np.intp)
+        )
 
     def _assign_exact(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray]:
         """GEOS path: smallest covering grid position (or _OUTSIDE) and touches-boundary."""
@@ -857,24 +890,17 @@ def _refuse_non_finite(x: FloatArray, y: FloatArray, row_offset: int) -> None:
         )
 
 
-def _plausible_lonlat(bounds: npt.ArrayLike) -> bool:
-    minx, miny, maxx, maxy = np.asarray(bounds, dtype=np.float64)
-    return bool(minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90)
-
-
 def _as_wgs84(gdf: gpd.GeoDataFrame, what: str) -> gpd.GeoDataFrame:
     """Reproject to EPSG:4326; CRS-less data is accepted only if it looks like lon/lat."""
     if gdf.crs is None:
-        if len(gdf) and not _plausible_lonlat(gdf.total_bounds):
+        if len(gdf) and not lonlat_bounds(gdf.total_bounds):
             raise InvalidInput(
                 f"{what} declare no CRS and their coordinates are not longitude/latitude",
                 field=what,
                 fix="declare the CRS in the file (e.g. EPSG:32651)",
             )
         return gdf.set_crs(WGS84)
-    if is_wgs84_like(gdf.crs):
-        return gdf.set_crs(WGS84, allow_override=True)
-    return gdf.to_crs(WGS84)
+    return to_wgs84(gdf)
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -922,22 +948,6 @@ def _result_columns(result: Assignment, snap_m: float) -> dict[str, np.ndarray]:
     return cols
 
 
-def _point_xy(gdf: gpd.GeoDataFrame, what: str) -> tuple[FloatArray, FloatArray]:
-    """Lon/lat of a Point layer already in EPSG:4326; other types or missing ones refused."""
-    geoms = gdf.geometry.to_numpy()
-    type_ids = shapely.get_type_id(geoms)
-    bad = np.flatnonzero(type_ids != 0)
-    if len(bad):
-        i = int(bad[0])
-        kind = "no geometry" if geoms[i] is None else shapely.get_type_id(geoms[i])
-        raise InvalidGeometry(
-            f"{what} row {i} is not a Point ({kind}); {len(bad)} such rows",
-            field=f"row {i}",
-            fix="assign takes point layers (use building entrances or centroids)",
-        )
-    return shapely.get_x(geoms), shapely.get_y(geoms)
-
-
 def assign_frame(
     points: gpd.GeoDataFrame, index: GridIndex, snap_m: float = 0.0
 ) -> gpd.GeoDataFrame:
@@ -948,7 +958,7 @@ def assign_frame(
     reprojected to EPSG:4326 only for the computation; the returned frame keeps its own.
     """
     lonlat = _as_wgs84(points, "points")
-    x, y = _point_xy(lonlat, "points")
+    x, y = point_xy(lonlat, "points")
     result = index.assign(x, y, snap_m)
     out = points.copy()
     for name, values in _result_columns(result, snap_m).items():
@@ -957,7 +967,7 @@ def assign_frame(
     return out
 
 
-# --- files --------------------------------------------------------------------------------
+# --- files (read and written by geo.io) ---------------------------------------------------
 
 
 @dataclass
@@ -976,252 +986,6 @@ class AssignSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-_SPATIAL = {".gpkg", ".geojson", ".json", ".parquet", ".geoparquet", ".shp"}
-_SUPPORTED = (*sorted(_SPATIAL), ".csv")
-
-
-def _suffix(path: Path, what: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in _SPATIAL and suffix != ".csv":
-        raise InvalidInput(
-            f"cannot tell the format of {path.name!r} from its extension",
-            field=what,
-            fix=f"use one of {', '.join(_SUPPORTED)}",
-        )
-    return suffix
-
-
-def _pick_layer(
-    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
-) -> str | None:
-    """GeoPackage layer: the one named, the only one, or the first preferred name present."""
-    if layer is not None or path.suffix.lower() != ".gpkg":
-        return layer
-    names = list_layers(path, limits)
-    if len(names) == 1:
-        return names[0]
-    for name in preferred:
-        if name in names:
-            return name
-    raise InvalidInput(
-        f"{path.name} has layers {names}; cannot tell which to use",
-        field="layer",
-        fix=f"name the layer (one of {names})",
-    )
-
-
-def _read_layer_wgs84(
-    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
-) -> gpd.GeoDataFrame:
-    """One layer through ``geo.io``: size, nesting, vertex, encoding and CRS guards, EPSG:4326."""
-    name = _pick_layer(path, preferred, layer, limits)
-    frame = read_layer(path, name, limits)
-    return reproject_layer(frame, file=str(path), layer=name or layer_from_stem(path))
-
-
-def _read_grids(path: Path, layer: str | None, limits: InputLimits) -> gpd.GeoDataFrame:
-    if _suffix(path, "grids") == ".csv":
-        raise InvalidInput("grids must be polygons, not a CSV", field="grids")
-    if not path.exists():
-        raise InvalidInput(f"{path} does not exist", field="grids")
-    return _read_layer_wgs84(path, ("grids",), layer, limits)
-
-
-@dataclass
-class _PointsIn:
-    """Points as read: attribute table + lon/lat in EPSG:4326, and how to write them back."""
-
-    x: FloatArray
-    y: FloatArray
-    frame: pd.DataFrame | None = None  # attributes (csv) or GeoDataFrame (spatial)
-    table: Any = None  # pyarrow.Table when read from GeoParquet (geometry kept as WKB)
-    geo_meta: bytes | None = None
-
-
-def _read_points(path: Path, layer: str | None, limits: InputLimits) -> _PointsIn:
-    if not path.exists():
-        raise InvalidInput(f"{path} does not exist", field="points")
-    suffix = _suffix(path, "points")
-    if suffix == ".csv":
-        return _read_points_csv(path)
-    if suffix in (".parquet", ".geoparquet"):
-        return _read_points_parquet(path, limits)
-    gdf = _read_layer_wgs84(path, ("buildings", "reports"), layer, limits)
-    x, y = _point_xy(gdf, "points")
-    return _PointsIn(x, y, frame=gdf)
-
-
-def _read_points_csv(path: Path) -> _PointsIn:
-    """CSV with ``lon``/``lat`` in EPSG:4326; every other column kept as text (leading zeros).
-
-    UTF-8 (with or without BOM), GBK and GB18030 are told apart by ``geo.io``.
-    """
-    data, _ = read_csv_bytes(path, "points")
-    frame = pd.read_csv(BytesIO(data), dtype=str, keep_default_na=False, engine="pyarrow")
-    missing = [c for c in ("lon", "lat") if c not in frame.columns]
-    if missing:
-        raise InvalidInput(
-            f"{path.name} has no {' or '.join(missing)} column",
-            field=missing[0],
-            fix="a points CSV needs 'lon' and 'lat' columns in EPSG:4326",
-        )
-    x = pd.to_numeric(frame["lon"].str.strip(), errors="coerce").to_numpy(
-        np.float64, na_value=np.nan
-    )
-    y = pd.to_numeric(frame["lat"].str.strip(), errors="coerce").to_numpy(
-        np.float64, na_value=np.nan
-    )
-    return _PointsIn(x, y, frame=frame)
-
-
-def _geoparquet_meta(schema: Any) -> tuple[dict[str, Any], bytes | None]:
-    raw = (schema.metadata or {}).get(b"geo")
-    if raw is None:
-        raise InvalidInput(
-            "parquet file has no GeoParquet 'geo' metadata", field="points", fix="write GeoParquet"
-        )
-    return json.loads(raw), raw
-
-
-def _read_points_parquet(path: Path, limits: InputLimits) -> _PointsIn:
-    """GeoParquet points via pyarrow: x/y straight from the WKB bytes, geometry kept as is.
-
-    The WKB goes through ``geo.io.check_wkb`` first (in bulk over Arrow's buffers for plain
-    points), as every geometry gridmap reads does.
-    """
-    import pyarrow.parquet as pq
-
-    check_file(path, limits)
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for damaged files
-        raise DataRefused(problems=[unreadable(path, exc, "points")]) from exc
-    meta, raw = _geoparquet_meta(table.schema)
-    column = meta.get("primary_column", "geometry")
-    col_meta = meta.get("columns", {}).get(column, {})
-    # GeoParquet: a missing "crs" means OGC:CRS84; an explicit null means unknown.
-    crs_json = col_meta.get("crs", "OGC:CRS84")
-    encoding = col_meta.get("encoding", "WKB")
-    if encoding.upper() == "WKB":
-        guard_refusal(table.column(column), limits, table.drop_columns([column]), path, "points")
-    x, y = _xy_from_arrow(table.column(column), encoding)
-    keep_geometry = True
-    bounds = (np.min(x), np.min(y), np.max(x), np.max(y)) if len(x) else None
-    if crs_json is None:
-        if bounds is not None and not _plausible_lonlat(bounds):
-            raise InvalidInput(
-                "points declare no CRS and are not longitude/latitude", field="points"
-            )
-    else:
-        crs = pyproj.CRS.from_user_input(crs_json)
-        if crs.is_projected and bounds is not None and _plausible_lonlat(bounds):
-            raise DataRefused(problems=[degrees_in_projected_crs(bounds, crs, str(path), "points")])
-        if not is_wgs84_like(crs):
-            to_wgs = pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
-            x, y = (np.asarray(v, dtype=np.float64) for v in to_wgs.transform(x, y))
-            keep_geometry = False
-    if not keep_geometry:
-        table = table.drop_columns([column])
-        return _PointsIn(x, y, frame=table.to_pandas())
-    return _PointsIn(x, y, table=table, geo_meta=raw)
-
-
-def _xy_from_arrow(column: Any, encoding: str) -> tuple[FloatArray, FloatArray]:
-    """Coordinates of a Point column: 21-byte little-endian WKB decoded by numpy."""
-    import pyarrow as pa
-
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    n = len(arr)
-    if encoding.lower() == "point" or pa.types.is_struct(arr.type):
-        x = arr.field("x").to_numpy(zero_copy_only=False).astype(np.float64)
-        y = arr.field("y").to_numpy(zero_copy_only=False).astype(np.float64)
-        if arr.null_count:
-            valid = np.asarray(arr.is_valid())
-            x[~valid] = np.nan
-            y[~valid] = np.nan
-        return x, y
-    if (
-        n
-        and arr.null_count == 0
-        and (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type))
-    ):
-        off_type = np.int32 if pa.types.is_binary(arr.type) else np.int64
-        offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + n + 1]
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-        if (np.diff(offsets) == 21).all():
-            rec = data[int(offsets[0]) : int(offsets[0]) + 21 * n].reshape(n, 21)
-            wkb_type = np.ascontiguousarray(rec[:, 1:5]).view("<u4").ravel()
-            if (rec[:, 0] == 1).all() and (wkb_type == 1).all():
-                x = np.ascontiguousarray(rec[:, 5:13]).view("<f8").ravel()
-                y = np.ascontiguousarray(rec[:, 13:21]).view("<f8").ravel()
-                return x, y
-    geoms = shapely.from_wkb(np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object))
-    frame = gpd.GeoDataFrame(geometry=geoms)
-    return _point_xy(frame, "points")
-
-
-def _write_points(
-    points: _PointsIn, cols: dict[str, np.ndarray], out_path: Path, layer: str | None
-) -> None:
-    suffix = _suffix(out_path, "out")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".parquet", ".geoparquet") and points.table is not None:
-        _write_parquet_passthrough(points, cols, out_path)
-        return
-    if points.table is not None:
-        frame = points.table.drop_columns(
-            [json.loads(points.geo_meta or b"{}").get("primary_column", "geometry")]
-        ).to_pandas()
-    else:
-        frame = points.frame
-    assert frame is not None
-    if isinstance(frame, gpd.GeoDataFrame):
-        frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
-    frame = frame.copy()
-    for name, values in cols.items():
-        frame[name] = values
-    if suffix == ".csv":
-        if "lon" not in frame.columns:
-            frame["lon"] = points.x
-            frame["lat"] = points.y
-        _write_csv(frame, out_path)
-        return
-    gdf = gpd.GeoDataFrame(frame, geometry=shapely.points(points.x, points.y), crs=WGS84)
-    if suffix in (".parquet", ".geoparquet"):
-        gdf.to_parquet(out_path, index=False)
-        return
-    if out_path.exists():
-        out_path.unlink()
-    gdf.to_file(out_path, layer=layer or out_path.stem, engine="pyogrio")
-
-
-def _write_csv(frame: pd.DataFrame, out_path: Path) -> None:
-    """Arrow's CSV writer (fast for a million rows), UTF-8 with the BOM Excel needs."""
-    import pyarrow as pa
-
-    write_csv(pa.Table.from_pandas(frame, preserve_index=False), out_path)
-
-
-def _write_parquet_passthrough(
-    points: _PointsIn, cols: dict[str, np.ndarray], out_path: Path
-) -> None:
-    """Append the result columns to the arrow table; geometry bytes are written untouched."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = points.table
-    for name, values in cols.items():
-        if values.dtype == object:
-            arrow = pa.array(values, type=pa.string(), from_pandas=True)
-        else:
-            arrow = pa.array(values, from_pandas=name != "distance_m")
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, arrow)
-        else:
-            table = table.append_column(name, arrow)
-    pq.write_table(table, out_path)
 
 
 def assign_files(
@@ -1247,19 +1011,18 @@ def assign_files(
     ``progress(done, total)`` is called as chunks of points finish.
     """
     grids_path, points_path, out_path = Path(grids_path), Path(points_path), Path(out_path)
-    _suffix(out_path, "out")
-    refuse_shapefile_output(out_path, out_layer)
+    check_points_output(out_path, out_layer)
     snap_m = _check_snap(snap_m)
     t0 = time.perf_counter()
     limits = limits or InputLimits()
-    grids = _read_grids(grids_path, grids_layer, limits)
-    points = _read_points(points_path, points_layer, limits)
+    grids = read_grids_file(grids_path, grids_layer, limits)
+    points = read_points_file(points_path, points_layer, limits)
     t1 = time.perf_counter()
     index = GridIndex.from_frame(grids)
     t2 = time.perf_counter()
     result = _assign_chunked(index, points.x, points.y, snap_m, progress)
     t3 = time.perf_counter()
-    _write_points(points, _result_columns(result, snap_m), out_path, out_layer)
+    write_points_file(points, _result_columns(result, snap_m), out_path, out_layer)
     t4 = time.perf_counter()
     covered = result.assigned
     return AssignSummary(

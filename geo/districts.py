@@ -18,7 +18,7 @@ from shapely.errors import GEOSException
 
 from geo.crs import metric_crs_for, to_metric
 from geo.errors import Problem
-from geo.plans import polygonal
+from geo.topology import polygonal
 
 __all__ = ["DistrictOverlap", "district_overlaps"]
 

@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta, timezone
-from functools import cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,6 +19,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
+from geo.columns import STORED_RULES, ColumnRule
 from geo.crs import WGS84, Coordsys, metric_crs_for_bounds
 from geo.errors import DataRefused, Problem, where
 from geo.io import (
@@ -128,34 +128,6 @@ class Repair:
 
     def __str__(self) -> str:
         return f"layer {self.layer}, feature {self.feature}: {self.action}"
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """What one stored column accepts (``geo.store.queries.column_rules`` reads the models)."""
-
-    column: str
-    kind: str  # "text", "integer", "number" or "time"
-    required: bool
-    max_chars: int | None = None
-    low: int | None = None
-    high: int | None = None
-
-
-@dataclass(frozen=True)
-class LayerRules:
-    """The stored columns of a layer and the column sets that must be unique within it."""
-
-    columns: tuple[ColumnRule, ...]
-    unique: tuple[tuple[str, ...], ...]
-
-
-@cache
-def stored_rules() -> dict[str, LayerRules]:
-    """The store's column rules; the checks ask the models so that they cannot drift apart."""
-    from geo.store.queries import column_rules
-
-    return column_rules()
 
 
 def empty_layer(name: str) -> gpd.GeoDataFrame:
@@ -308,7 +280,8 @@ def validate_district(
     """Check every rule of the contract; return the (repaired) data or refuse with all problems.
 
     Everything the store would refuse is checked here (``--dry-run`` runs exactly this): the
-    columns' NOT NULL, type, length, range and uniqueness rules come from the models.
+    columns' NOT NULL, type, length, range and uniqueness rules of ``geo.columns``, from
+    which the schema is built.
     """
     known = len(data.district) == 1 and "code" in data.district.columns
     code = str(data.district["code"].iat[0]) if known else None
@@ -405,8 +378,8 @@ def _check_values(
     frame: gpd.GeoDataFrame, name: str, source: str | None, problems: list[Problem]
 ) -> None:
     """Every value the store would refuse: the NOT NULL, type, length, range and uniqueness
-    rules of its table (``stored_rules``), and text PostgreSQL cannot hold (U+0000)."""
-    rules = stored_rules()[name]
+    rules of its table (``geo.columns``), and text PostgreSQL cannot hold (U+0000)."""
+    rules = STORED_RULES[name]
 
     def add(i: int, reason: str, column: str, fix: str) -> None:
         problems.append(
@@ -768,7 +741,7 @@ def parse_times(values: pd.Series) -> pd.Series:
 def naive_times(data: DistrictData) -> int:
     """How many report times had no offset and were taken as +08:00 (the summary says so)."""
     reports = data.reports
-    columns = [r.column for r in stored_rules()["reports"].columns if r.kind == "time"]
+    columns = [r.column for r in STORED_RULES["reports"].columns if r.kind == "time"]
     total = 0
     for column in columns:
         if column in reports.columns:

@@ -7,6 +7,8 @@ bytes, so that a mislabelled file is named as such instead of surfacing as GDAL'
 Text comes in the encodings Chinese offices use: Shapefile attributes in the ``.cpg``'s
 encoding or, without one, UTF-8 or GBK/GB18030 as their bytes show; CSV likewise. Every CSV
 gridmap writes is UTF-8 with a byte-order mark, which Excel needs to show Chinese text.
+The points files of ``gridmap assign`` are read and written here too (``read_points_file``,
+``write_points_file``); ``geo.assign`` only assigns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyogrio
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
-from geo.crs import WGS84, Coordsys, to_wgs84
-from geo.errors import DataRefused, Problem
+from geo.crs import WGS84, Coordsys, is_wgs84_like, to_wgs84
+from geo.errors import DataRefused, InvalidGeometry, InvalidInput, Problem
 from geo.settings import InputLimits
+
+FloatArray = npt.NDArray[np.float64]
 
 #: Layer names of the contract, in load order (parents before children).
 LAYERS = ("district", "streets", "communities", "grids", "buildings", "reports", "roads")
@@ -834,12 +839,15 @@ def _walk(buf: bytes, offset: int, depth: int, limits: InputLimits) -> tuple[int
 # --- CRS ---------------------------------------------------------------------------------
 
 
+def lonlat_bounds(bounds: npt.ArrayLike) -> bool:
+    """Bounds (minx, miny, maxx, maxy) within longitude/latitude ranges."""
+    xmin, ymin, xmax, ymax = np.asarray(bounds, dtype=np.float64)
+    return bool(-180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+
+
 def plausible_lonlat(gdf: gpd.GeoDataFrame) -> bool:
     """Every coordinate within longitude/latitude ranges."""
-    if gdf.empty:
-        return True
-    xmin, ymin, xmax, ymax = gdf.total_bounds
-    return bool(-180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+    return True if gdf.empty else lonlat_bounds(gdf.total_bounds)
 
 
 def looks_swapped(gdf: gpd.GeoDataFrame) -> bool:
@@ -1048,3 +1056,265 @@ def arrow_table(gdf: gpd.GeoDataFrame) -> pa.Table:
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return table.append_column("geometry", pa.array(shapely.to_wkb(gdf.geometry.values)))
+
+
+# --- points files (``gridmap assign``) ------------------------------------------------------
+
+
+def point_xy(gdf: gpd.GeoDataFrame, what: str) -> tuple[FloatArray, FloatArray]:
+    """Lon/lat of a Point layer already in EPSG:4326; other types or missing ones refused."""
+    geoms = gdf.geometry.to_numpy()
+    type_ids = shapely.get_type_id(geoms)
+    bad = np.flatnonzero(type_ids != 0)
+    if len(bad):
+        i = int(bad[0])
+        kind = "no geometry" if geoms[i] is None else shapely.get_type_id(geoms[i])
+        raise InvalidGeometry(
+            f"{what} row {i} is not a Point ({kind}); {len(bad)} such rows",
+            field=f"row {i}",
+            fix="assign takes point layers (use building entrances or centroids)",
+        )
+    return shapely.get_x(geoms), shapely.get_y(geoms)
+
+
+#: The extensions ``gridmap assign`` reads and writes, as its refusals list them.
+_POINT_FILE_SUFFIXES = (*sorted(s for s in FORMATS if s != ".csv"), ".csv")
+
+
+def _format_named(path: Path, what: str) -> str:
+    """The contract format of a file ``gridmap assign`` reads or writes, refused as ``what``."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(
+            f"cannot tell the format of {path.name!r} from its extension",
+            field=what,
+            fix=f"use one of {', '.join(_POINT_FILE_SUFFIXES)}",
+        )
+    return fmt
+
+
+def check_points_output(path: Path, layer: str | None = None) -> None:
+    """Refuse an output ``gridmap assign`` cannot write, before anything is read."""
+    _format_named(path, "out")
+    refuse_shapefile_output(path, layer)
+
+
+def _pick_layer(
+    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
+) -> str | None:
+    """GeoPackage layer: the one named, the only one, or the first preferred name present."""
+    if layer is not None or path.suffix.lower() != ".gpkg":
+        return layer
+    names = list_layers(path, limits)
+    if len(names) == 1:
+        return names[0]
+    for name in preferred:
+        if name in names:
+            return name
+    raise InvalidInput(
+        f"{path.name} has layers {names}; cannot tell which to use",
+        field="layer",
+        fix=f"name the layer (one of {names})",
+    )
+
+
+def _read_layer_wgs84(
+    path: Path, preferred: tuple[str, ...], layer: str | None, limits: InputLimits
+) -> gpd.GeoDataFrame:
+    """One layer through ``geo.io``: size, nesting, vertex, encoding and CRS guards, EPSG:4326."""
+    name = _pick_layer(path, preferred, layer, limits)
+    frame = read_layer(path, name, limits)
+    return reproject_layer(frame, file=str(path), layer=name or layer_from_stem(path))
+
+
+def read_grids_file(path: Path, layer: str | None, limits: InputLimits) -> gpd.GeoDataFrame:
+    """A grids layer for ``gridmap assign``, in EPSG:4326, through every input guard."""
+    if _format_named(path, "grids") == "csv":
+        raise InvalidInput("grids must be polygons, not a CSV", field="grids")
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist", field="grids")
+    return _read_layer_wgs84(path, ("grids",), layer, limits)
+
+
+@dataclass
+class PointsFile:
+    """Points as read: attribute table + lon/lat in EPSG:4326, and how to write them back."""
+
+    x: FloatArray
+    y: FloatArray
+    frame: pd.DataFrame | None = None  # attributes (csv) or GeoDataFrame (spatial)
+    table: Any = None  # pyarrow.Table when read from GeoParquet (geometry kept as WKB)
+    geo_meta: bytes | None = None
+
+
+def read_points_file(path: Path, layer: str | None, limits: InputLimits) -> PointsFile:
+    """Points for ``gridmap assign``: CSV, GeoParquet (geometry kept as is) or any layer."""
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist", field="points")
+    fmt = _format_named(path, "points")
+    if fmt == "csv":
+        return _read_points_csv(path)
+    if fmt == "parquet":
+        return _read_points_parquet(path, limits)
+    gdf = _read_layer_wgs84(path, ("buildings", "reports"), layer, limits)
+    x, y = point_xy(gdf, "points")
+    return PointsFile(x, y, frame=gdf)
+
+
+def _read_points_csv(path: Path) -> PointsFile:
+    """CSV with ``lon``/``lat`` in EPSG:4326; every other column kept as text (leading zeros).
+
+    UTF-8 (with or without BOM), GBK and GB18030 are told apart by ``geo.io``.
+    """
+    data, _ = read_csv_bytes(path, "points")
+    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, engine="pyarrow")
+    missing = [c for c in ("lon", "lat") if c not in frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"{path.name} has no {' or '.join(missing)} column",
+            field=missing[0],
+            fix="a points CSV needs 'lon' and 'lat' columns in EPSG:4326",
+        )
+    x = pd.to_numeric(frame["lon"].str.strip(), errors="coerce").to_numpy(
+        np.float64, na_value=np.nan
+    )
+    y = pd.to_numeric(frame["lat"].str.strip(), errors="coerce").to_numpy(
+        np.float64, na_value=np.nan
+    )
+    return PointsFile(x, y, frame=frame)
+
+
+def _geoparquet_meta(schema: Any) -> tuple[dict[str, Any], bytes | None]:
+    raw = (schema.metadata or {}).get(b"geo")
+    if raw is None:
+        raise InvalidInput(
+            "parquet file has no GeoParquet 'geo' metadata", field="points", fix="write GeoParquet"
+        )
+    return json.loads(raw), raw
+
+
+def _read_points_parquet(path: Path, limits: InputLimits) -> PointsFile:
+    """GeoParquet points via pyarrow: x/y straight from the WKB bytes, geometry kept as is.
+
+    The WKB goes through ``geo.io.check_wkb`` first (in bulk over Arrow's buffers for plain
+    points), as every geometry gridmap reads does.
+    """
+    check_file(path, limits)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for damaged files
+        raise DataRefused(problems=[unreadable(path, exc, "points")]) from exc
+    meta, raw = _geoparquet_meta(table.schema)
+    column = meta.get("primary_column", "geometry")
+    col_meta = meta.get("columns", {}).get(column, {})
+    # GeoParquet: a missing "crs" means OGC:CRS84; an explicit null means unknown.
+    crs_json = col_meta.get("crs", "OGC:CRS84")
+    encoding = col_meta.get("encoding", "WKB")
+    if encoding.upper() == "WKB":
+        guard_refusal(table.column(column), limits, table.drop_columns([column]), path, "points")
+    x, y = _xy_from_arrow(table.column(column), encoding)
+    keep_geometry = True
+    bounds = (np.min(x), np.min(y), np.max(x), np.max(y)) if len(x) else None
+    if crs_json is None:
+        if bounds is not None and not lonlat_bounds(bounds):
+            raise InvalidInput(
+                "points declare no CRS and are not longitude/latitude", field="points"
+            )
+    else:
+        crs = CRS.from_user_input(crs_json)
+        if crs.is_projected and bounds is not None and lonlat_bounds(bounds):
+            raise DataRefused(problems=[degrees_in_projected_crs(bounds, crs, str(path), "points")])
+        if not is_wgs84_like(crs):
+            to_wgs = Transformer.from_crs(crs, WGS84, always_xy=True)
+            x, y = (np.asarray(v, dtype=np.float64) for v in to_wgs.transform(x, y))
+            keep_geometry = False
+    if not keep_geometry:
+        table = table.drop_columns([column])
+        return PointsFile(x, y, frame=table.to_pandas())
+    return PointsFile(x, y, table=table, geo_meta=raw)
+
+
+def _xy_from_arrow(column: Any, encoding: str) -> tuple[FloatArray, FloatArray]:
+    """Coordinates of a Point column: 21-byte little-endian WKB decoded by numpy."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if encoding.lower() == "point" or pa.types.is_struct(arr.type):
+        x = arr.field("x").to_numpy(zero_copy_only=False).astype(np.float64)
+        y = arr.field("y").to_numpy(zero_copy_only=False).astype(np.float64)
+        if arr.null_count:
+            valid = np.asarray(arr.is_valid())
+            x[~valid] = np.nan
+            y[~valid] = np.nan
+        return x, y
+    if (
+        n
+        and arr.null_count == 0
+        and (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type))
+    ):
+        off_type = np.int32 if pa.types.is_binary(arr.type) else np.int64
+        offsets = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset : arr.offset + n + 1]
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+        if (np.diff(offsets) == 21).all():
+            rec = data[int(offsets[0]) : int(offsets[0]) + 21 * n].reshape(n, 21)
+            wkb_type = np.ascontiguousarray(rec[:, 1:5]).view("<u4").ravel()
+            if (rec[:, 0] == 1).all() and (wkb_type == 1).all():
+                x = np.ascontiguousarray(rec[:, 5:13]).view("<f8").ravel()
+                y = np.ascontiguousarray(rec[:, 13:21]).view("<f8").ravel()
+                return x, y
+    geoms = shapely.from_wkb(np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object))
+    frame = gpd.GeoDataFrame(geometry=geoms)
+    return point_xy(frame, "points")
+
+
+def write_points_file(
+    points: PointsFile, cols: dict[str, np.ndarray], out_path: Path, layer: str | None
+) -> None:
+    """Every input row with all its columns plus ``cols``; geometry in EPSG:4326 (a GeoParquet
+    read in lon/lat keeps its geometry bytes untouched)."""
+    fmt = _format_named(out_path, "out")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet" and points.table is not None:
+        _write_parquet_passthrough(points, cols, out_path)
+        return
+    if points.table is not None:
+        frame = points.table.drop_columns(
+            [json.loads(points.geo_meta or b"{}").get("primary_column", "geometry")]
+        ).to_pandas()
+    else:
+        frame = points.frame
+    assert frame is not None
+    if isinstance(frame, gpd.GeoDataFrame):
+        frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    frame = frame.copy()
+    for name, values in cols.items():
+        frame[name] = values
+    if fmt == "csv":
+        if "lon" not in frame.columns:
+            frame["lon"] = points.x
+            frame["lat"] = points.y
+        write_csv(pa.Table.from_pandas(frame, preserve_index=False), out_path)
+        return
+    gdf = gpd.GeoDataFrame(frame, geometry=shapely.points(points.x, points.y), crs=WGS84)
+    if fmt == "parquet":
+        gdf.to_parquet(out_path, index=False)
+        return
+    if out_path.exists():
+        out_path.unlink()
+    gdf.to_file(out_path, layer=layer or out_path.stem, engine="pyogrio")
+
+
+def _write_parquet_passthrough(
+    points: PointsFile, cols: dict[str, np.ndarray], out_path: Path
+) -> None:
+    """Append the result columns to the arrow table; geometry bytes are written untouched."""
+    table = points.table
+    for name, values in cols.items():
+        if values.dtype == object:
+            arrow = pa.array(values, type=pa.string(), from_pandas=True)
+        else:
+            arrow = pa.array(values, from_pandas=name != "distance_m")
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, arrow)
+        else:
+            table = table.append_column(name, arrow)
+    pq.write_table(table, out_path)

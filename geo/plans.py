@@ -26,23 +26,25 @@ import shapely
 import shapely.ops
 from shapely import LineString
 
-from geo.crs import metric_crs_for_bounds
+from geo.assign import COARSE_TABLE, NO_TABLE, GridIndex
 from geo.errors import Conflict, DataRefused, InvalidInput, Problem
 from geo.precision import DEFAULT_TOLERANCE_M
 from geo.topology import (
-    PRECISION_DEG,
     Level,
     absorb_width_m,
+    area_m2,
     as_multipolygon,
     drawn_in_candidates,
     fit_to_frozen,
+    grid_size_for,
     in_precision_model,
-    node_coverage,
+    metric_crs,
     node_hierarchy,
     polygonal,
-    round_to_grid,
+    reproject,
     snap,
     thinner_than,
+    voronoi_cells,
 )
 
 __all__ = [
@@ -64,11 +66,9 @@ __all__ = [
     "merge_grids",
     "move_buildings",
     "new_codes",
-    "node_coverage",
     "plan_metrics",
     "precise_inputs",
     "rename_grid",
-    "round_to_grid",
     "split_grid",
 ]
 
@@ -81,29 +81,6 @@ IntArray = npt.NDArray[np.int64]
 
 
 # --------------------------------------------------------------------------- precision, CRS
-
-
-def grid_size_for(crs: Any) -> float:
-    """Fixed precision of the topology: the storage grid in lon/lat, 1 mm when projected."""
-    if crs is None or pyproj.CRS.from_user_input(crs).is_geographic:
-        return PRECISION_DEG
-    return 0.001
-
-
-def metric_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
-    """UTM zone of the data (EPSG:32651 for Dalian), for measuring only."""
-    if frame.crs is not None and not pyproj.CRS.from_user_input(frame.crs).is_geographic:
-        return pyproj.CRS.from_user_input(frame.crs)
-    b = frame.total_bounds if len(frame) else np.array([121.5, 38.9, 121.6, 38.95])
-    return metric_crs_for_bounds((float(b[0]), float(b[1]), float(b[2]), float(b[3])))
-
-
-def to_metric(geoms: Any, crs: Any, mcrs: pyproj.CRS) -> npt.NDArray[Any]:
-    """Project a geometry array to the metric CRS (no-op when already there)."""
-    arr = np.asarray(geoms, dtype=object)
-    if pyproj.CRS.from_user_input(crs) == mcrs:
-        return arr
-    return np.asarray(gpd.GeoSeries(arr, crs=crs).to_crs(mcrs).values, dtype=object)
 
 
 def precise_inputs(
@@ -218,50 +195,27 @@ def _column(frame: pd.DataFrame, name: str) -> FloatArray:
     return np.clip(values, 0.0, None)
 
 
-def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
-    """Index of the grid holding each point (-1 when there are no grids).
+#: Points from which ``assign_buildings`` builds a lookup table (measured on the fixture).
+_TABLE_POINTS = 1000
 
-    A point on a shared boundary goes to the first grid in the given order (callers sort by
-    code); a point outside every grid goes to the nearest one.
+
+def assign_buildings(grid_geoms: Any, points: Any) -> IntArray:
+    """Index of the grid holding each point (-1 when there are no grids): the assignment rule
+    (``geo.assign.GridIndex``), the grids ranked in the given order (callers sort by code).
+
+    A point outside every grid goes to the nearest one (``snap_all``): in a plan's counts
+    every building belongs to some grid.
     """
     grid_geoms = np.asarray(grid_geoms, dtype=object)
     points = np.asarray(points, dtype=object)
-    out = np.full(len(points), -1, dtype=np.int64)
     if len(grid_geoms) == 0 or len(points) == 0:
-        return out
-    tree = shapely.STRtree(grid_geoms)
-    pt_idx, grid_idx = tree.query(points, predicate="intersects")
-    if len(pt_idx):
-        order = np.lexsort((grid_idx, pt_idx))
-        pt_idx, grid_idx = pt_idx[order], grid_idx[order]
-        first = np.r_[True, pt_idx[1:] != pt_idx[:-1]]
-        out[pt_idx[first]] = grid_idx[first]
-    missing = np.flatnonzero(out < 0)
-    if len(missing):
-        m_idx, g_idx = tree.query_nearest(points[missing], all_matches=True)
-        order = np.lexsort((g_idx, m_idx))
-        m_idx, g_idx = m_idx[order], g_idx[order]
-        first = np.r_[True, m_idx[1:] != m_idx[:-1]]
-        out[missing[m_idx[first]]] = g_idx[first]
-    return out
-
-
-# --------------------------------------------------------------------------- coverage
-
-
-def shared_lengths(geoms: Any) -> tuple[IntArray, IntArray, FloatArray]:
-    """Pairs (i < j) of polygons sharing an edge of positive length, with that length."""
-    arr = np.asarray(geoms, dtype=object)
-    if len(arr) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    tree = shapely.STRtree(arr)
-    i, j = tree.query(arr, predicate="intersects")
-    keep = i < j
-    i, j = i[keep], j[keep]
-    inter = shapely.intersection(shapely.boundary(arr[i]), shapely.boundary(arr[j]))
-    length = shapely.length(inter)
-    keep = length > 0
-    return i[keep].astype(np.int64), j[keep].astype(np.int64), length[keep]
+        return np.full(len(points), -1, dtype=np.int64)
+    # Stored or drafted grids, checked where they were made. A table pays for itself over a
+    # plan's buildings, not over a regrid candidate's few dozen.
+    cells = COARSE_TABLE if len(points) >= _TABLE_POINTS else NO_TABLE
+    index = GridIndex.ranked(grid_geoms, validated=True, cells_per_grid=cells)
+    result = index.assign(shapely.get_x(points), shapely.get_y(points), snap_all=True)
+    return result.position.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- codes
@@ -333,7 +287,7 @@ def plan_metrics(
     grid_hh = np.bincount(owner[ok], households[ok], minlength=n)[:n]
     grid_bld = np.bincount(owner[ok], minlength=n)[:n]
     mcrs = metric_crs(communities)
-    geoms_m = to_metric(g.geometry.values, g.crs, mcrs)
+    geoms_m = reproject(g.geometry.values, g.crs, mcrs)
     area = shapely.area(geoms_m)
     perim = shapely.length(shapely.boundary(geoms_m))
     pp = np.where(perim > 0, 4 * np.pi * area / np.maximum(perim, 1e-12) ** 2, 0.0)
@@ -430,9 +384,9 @@ def _boundary_kept(
     ``internal`` counts only boundaries between grids of one community (community
     boundaries never move, so they would flatter the figure); ``all`` counts every edge.
     """
-    pm = to_metric(parent.geometry.values, parent.crs, mcrs)
-    cm = to_metric(child.geometry.values, child.crs, mcrs)
-    comm_m = to_metric(communities.geometry.values, communities.crs, mcrs)
+    pm = reproject(parent.geometry.values, parent.crs, mcrs)
+    cm = reproject(child.geometry.values, child.crs, mcrs)
+    comm_m = reproject(communities.geometry.values, communities.crs, mcrs)
     # Sample the old boundaries every <= 5 m; a sample is kept if a new boundary passes
     # within 5 cm (snapping moves edges by < 1 cm). Buffers of the whole linework are slow.
     lines = shapely.segmentize(shapely.boundary(pm), 5.0)
@@ -538,14 +492,6 @@ def check_plan(
     return problems
 
 
-def area_m2(geom: Any, crs: Any = "EPSG:4326") -> float:
-    """Area in m² of a geometry, measured in its UTM zone (0 for an empty one)."""
-    if geom is None or shapely.is_empty(geom):
-        return 0.0
-    mcrs = metric_crs_for_bounds(shapely.bounds(geom))
-    return float(shapely.area(to_metric([geom], crs, mcrs)[0]))
-
-
 # --------------------------------------------------------------------------- crosswalk, compare
 
 
@@ -574,7 +520,7 @@ def crosswalk(
     # Shared pieces exactly, where the plans are stored; only measured in metres. Exact
     # plans share edges, so grids that merely touch share nothing, not a numerical sliver.
     shared = shapely.intersection(pg[pi], cg[ci], grid_size=grid_size_for(p.crs))
-    shared_m = to_metric(shared, p.crs, mcrs)
+    shared_m = reproject(shared, p.crs, mcrs)
     area = shapely.area(shared_m)
     noise = thinner_than(shared_m, absorb_width_m(tolerance_m))
     b = buildings.to_crs(p.crs) if buildings.crs != p.crs else buildings
@@ -917,10 +863,10 @@ def split_grid(
         )
     b = buildings.to_crs(g.crs) if buildings.crs != g.crs else buildings
     mcrs = metric_crs(g)
-    line_m = to_metric([line], g.crs, mcrs)[0]
+    line_m = reproject([line], g.crs, mcrs)[0]
     inside = b[b.geometry.intersects(geom)]
     if len(inside):
-        dist = shapely.distance(to_metric(inside.geometry.values, g.crs, mcrs), line_m)
+        dist = shapely.distance(reproject(inside.geometry.values, g.crs, mcrs), line_m)
         if (dist < 0.05).any():
             bid = str(inside["building_id"].iat[int(np.argmin(dist))])
             raise InvalidInput(
@@ -1070,50 +1016,3 @@ def rename_grid(grids: gpd.GeoDataFrame, code: str, name: str) -> gpd.GeoDataFra
         g["name"] = None
     g.loc[i, "name"] = name.strip()
     return g
-
-
-# --------------------------------------------------------------------------- Voronoi cells
-
-
-def voronoi_sites(
-    region: Any, xy: FloatArray, grid_size: float
-) -> tuple[FloatArray, IntArray, list[Any]]:
-    """Distinct sites of ``xy`` (on the precision grid), index of each point's site, and each
-    site's Voronoi cell clipped to ``region``.
-
-    Longitudes are scaled by cos(latitude) when the data is geographic, so cells are close to
-    metric ones; cells are snapped to the precision grid, so neighbours share exact edges.
-    """
-    keys, inverse = np.unique(
-        np.round(xy / grid_size).astype(np.int64), axis=0, return_inverse=True
-    )
-    inverse = inverse.reshape(-1).astype(np.int64)
-    uxy = keys.astype(float) * grid_size
-    if len(uxy) == 1:
-        return uxy, inverse, [region]
-    kx = float(np.cos(np.radians(uxy[:, 1].mean()))) if grid_size < 1e-3 else 1.0
-    scale = np.array([kx, 1.0])
-    mp = shapely.multipoints(uxy * scale)
-    env = shapely.transform(shapely.envelope(region), lambda c: c * scale)
-    vor = shapely.voronoi_polygons(mp, extend_to=env, ordered=True)
-    cells = np.asarray(shapely.get_parts(vor), dtype=object)
-    cells = shapely.transform(cells, lambda c: c / scale)
-    # Cells well inside the region only need snapping; overlay just the ones crossing it.
-    shapely.prepare(region)
-    inside = shapely.contains_properly(region, cells)
-    clipped = np.empty(len(cells), dtype=object)
-    clipped[inside] = round_to_grid(cells[inside], grid_size)
-    cross = np.flatnonzero(~inside)
-    clipped[cross] = shapely.intersection(cells[cross], region, grid_size=grid_size)
-    return uxy, inverse, [polygonal(c) for c in clipped]
-
-
-def voronoi_cells(region: Any, points: Any, grid_size: float) -> list[Any]:
-    """Voronoi cell of each point clipped to ``region`` (points at one place share a cell)."""
-    pts = np.asarray(points, dtype=object)
-    if len(pts) == 0:
-        return []
-    if len(pts) == 1:
-        return [region]
-    _, inverse, cells = voronoi_sites(region, shapely.get_coordinates(pts), grid_size)
-    return [cells[inverse[k]] for k in range(len(pts))]

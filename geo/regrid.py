@@ -47,16 +47,18 @@ from geo.plans import (
     check_weights,
     crosswalk,
     grid_name,
-    grid_size_for,
     new_codes,
     plan_metrics,
-    polygonal,
     precise_inputs,
+)
+from geo.topology import (
+    fit_to_frozen,
+    grid_size_for,
+    polygonal,
     round_to_grid,
     shared_lengths,
     voronoi_sites,
 )
-from geo.topology import fit_to_frozen
 
 __all__ = ["DEFAULT_BAND_TOLERANCE", "RegridRequest", "RegridResult", "check_band", "regrid"]
 

@@ -1,7 +1,7 @@
-"""Case statistics per grid, community, street or district, for a period, in one SQL pass.
+"""Case statistics per grid, community, street or district: what they count and the rates.
 
-Aggregates run in PostgreSQL (``count … FILTER``, ``percentile_cont`` for the p90), so
-100,000 cases take a fraction of a second and only one row per unit crosses the wire.
+The counts are aggregated in PostgreSQL (``geo.store.stats``); the rates and the table
+are made here from them.
 
 Definitions (the test in ``tests/geo/test_cases.py`` recounts them independently):
 
@@ -26,15 +26,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from geo.errors import InvalidInput
-from geo.store.queries import district_id
 
 Level = Literal["grid", "community", "street", "district"]
 LEVELS: tuple[Level, ...] = ("grid", "community", "street", "district")
-_KEY = {"grid": "g.code", "community": "c.code", "street": "s.code", "district": "d.code"}
 
 COLUMNS = (
     "cases",
@@ -51,63 +47,14 @@ COLUMNS = (
     "overdue",
 )
 
-_UNITS = {
-    "grid": """SELECT g.code, c.code AS community_code, s.code AS street_code
-               FROM grids g JOIN grid_plans p ON p.id = g.plan_id
-               JOIN communities c ON c.id = g.community_id JOIN streets s ON s.id = c.street_id
-               WHERE p.district_id = :d AND p.status = 'published'""",
-    "community": """SELECT c.code, s.code AS street_code FROM communities c
-                    JOIN streets s ON s.id = c.street_id WHERE c.district_id = :d""",
-    "street": "SELECT s.code FROM streets s WHERE s.district_id = :d",
-    "district": "SELECT d.code FROM districts d WHERE d.id = :d",
-}
 
-_STATS_SQL = """
-SELECT {key} AS code,
-       count(*) AS cases,
-       count(*) FILTER (WHERE r.status = 'rejected') AS rejected,
-       count(*) FILTER (WHERE r.status = 'closed') AS closed,
-       count(*) FILTER (WHERE r.status = 'closed' AND r.due_at IS NOT NULL) AS closed_with_due,
-       count(*) FILTER (WHERE r.status = 'closed' AND r.closed_at <= r.due_at) AS closed_on_time,
-       count(*) FILTER (WHERE r.reopened > 0 AND r.status <> 'rejected') AS reopened,
-       avg(extract(epoch FROM r.closed_at - r.reported_at) / 3600.0)
-           FILTER (WHERE r.status = 'closed') AS mean_hours_to_close,
-       percentile_cont(0.9) WITHIN GROUP (
-           ORDER BY extract(epoch FROM r.closed_at - r.reported_at) / 3600.0)
-           FILTER (WHERE r.status = 'closed') AS p90_hours_to_close,
-       avg(r.satisfaction) AS satisfaction,
-       count(r.satisfaction) AS evaluated,
-       count(*) FILTER (WHERE r.status NOT IN ('closed', 'rejected')) AS open,
-       count(*) FILTER (WHERE r.status NOT IN ('closed', 'rejected') AND r.due_at < :as_of)
-           AS overdue
-FROM reports r
-JOIN districts d ON d.id = r.district_id
-{joins}
-WHERE r.district_id = :d
-  AND r.reported_at >= COALESCE(CAST(:start AS timestamptz), '-infinity')
-  AND r.reported_at < COALESCE(CAST(:end AS timestamptz), 'infinity')
-  {not_null}
-GROUP BY 1
-"""
+def check_period(
+    level: str, start: datetime | None, end: datetime | None, as_of: datetime | None
+) -> datetime:
+    """Refuse an unknown level or a period without offsets; the ``as_of`` overdue is judged at.
 
-_JOINS = {
-    "grid": "JOIN grids g ON g.id = r.grid_id",
-    "community": "JOIN grids g ON g.id = r.grid_id JOIN communities c ON c.id = g.community_id",
-    "street": """JOIN grids g ON g.id = r.grid_id JOIN communities c ON c.id = g.community_id
-                 JOIN streets s ON s.id = c.street_id""",
-    "district": "",
-}
-
-
-def case_stats(
-    session: Session,
-    district_code: str,
-    level: str = "grid",
-    start: datetime | None = None,
-    end: datetime | None = None,
-    as_of: datetime | None = None,
-) -> pd.DataFrame:
-    """One row per unit of ``level`` (every unit, zeros included), indexed by ``code``."""
+    ``as_of`` defaults to ``end`` when that is in the past, else now.
+    """
     if level not in LEVELS:
         raise InvalidInput(
             f"unknown level {level!r}", field="level", fix=f"one of: {', '.join(LEVELS)}"
@@ -118,12 +65,15 @@ def case_stats(
     if start is not None and end is not None and end <= start:
         raise InvalidInput("end must be after start", field="end")
     now = datetime.now(UTC)
-    as_of = as_of or (end if end is not None and end < now else now)
-    pk = district_id(session, district_code)
-    sql = _STATS_SQL.format(key=_KEY[level], joins=_JOINS[level], not_null="")
-    params = {"d": pk, "start": start, "end": end, "as_of": as_of}
-    counts = pd.DataFrame(session.execute(text(sql), params).mappings().all())
-    units = pd.DataFrame(session.execute(text(_UNITS[level]), {"d": pk}).mappings().all())
+    return as_of or (end if end is not None and end < now else now)
+
+
+def stats_table(units: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit (every unit, zeros included), indexed by ``code``, with the rates.
+
+    ``units`` has the units' ``code`` (and parents' codes); ``counts`` the aggregated
+    counts per code, units without cases absent.
+    """
     frame = units.merge(counts, on="code", how="outer") if not counts.empty else units
     for column in ("cases", "rejected", "closed", "closed_with_due", "closed_on_time",
                    "reopened", "evaluated", "open", "overdue"):  # fmt: skip
@@ -148,5 +98,4 @@ def case_stats(
     parents = [c for c in ("community_code", "street_code") if c in frame.columns]
     frame = frame.set_index("code").sort_index()
     frame.index.name = "code"
-    frame.attrs.update(level=level, district_code=district_code, start=start, end=end, as_of=as_of)
     return frame[[*parents, *COLUMNS]]

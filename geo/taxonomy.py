@@ -1,22 +1,18 @@
 """The responsibility list (责任清单): which subcategory exists, who handles it, by when.
 
 The shipped list (``geo/data/responsibility.json``) is in force until another is loaded with
-``replace_taxonomy``; the newest stored list wins, older ones stay for the record. Cases keep
-the deadline they were given at registration, so replacing the list never rewrites history.
+``geo.store.taxonomy.replace_taxonomy``; the newest stored list wins, older ones stay for the
+record. Cases keep the deadline they were given at registration, so replacing the list never
+rewrites history.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from geo.errors import DataRefused, NotFound, Problem
 
@@ -139,60 +135,10 @@ def shipped_taxonomy() -> Taxonomy:
     return parse_taxonomy(json.loads(raw), "geo/data/responsibility.json")
 
 
-def replace_taxonomy(session: Session, path: Path) -> Taxonomy:
-    """Store the list in ``path`` as the one in force; the old ones stay for the record."""
+def read_taxonomy(path: Path) -> Taxonomy:
+    """A responsibility list from a JSON file, checked (not yet stored: no version)."""
     try:
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise DataRefused(problems=[Problem(f"cannot read JSON: {exc}", file=str(path))]) from exc
-    parsed = parse_taxonomy(data, str(path))
-    version = session.scalar(
-        text(
-            "INSERT INTO responsibility_lists (source, data) VALUES (:s, CAST(:d AS jsonb))"
-            " RETURNING id"
-        ),
-        {"s": str(path), "d": json.dumps(parsed.as_dict(), ensure_ascii=False)},
-    )
-    return Taxonomy(
-        version, parsed.description, parsed.categories, parsed.departments, parsed.subcategories
-    )
-
-
-def current_version(session: Session) -> int | None:
-    return session.scalar(text("SELECT max(id) FROM responsibility_lists"))
-
-
-def load_taxonomy(session: Session) -> Taxonomy:
-    """The list in force: the newest stored one, else the shipped one."""
-    row = session.execute(
-        text("SELECT id, data FROM responsibility_lists ORDER BY id DESC LIMIT 1")
-    ).first()
-    if row is None:
-        return shipped_taxonomy()
-    parsed = parse_taxonomy(row.data, f"responsibility_lists/{row.id}")
-    return Taxonomy(
-        row.id, parsed.description, parsed.categories, parsed.departments, parsed.subcategories
-    )
-
-
-class TaxonomyCache:
-    """The list in force for a server process, re-checked at most every ``refresh_s`` seconds,
-    so filing a case costs no JSON parsing and a reload elsewhere is still picked up."""
-
-    def __init__(self, refresh_s: float = 2.0) -> None:
-        self.refresh_s = refresh_s
-        self._taxonomy: Taxonomy | None = None
-        self._checked = -1e9
-        self._lock = threading.Lock()
-
-    def get(self, session: Session) -> Taxonomy:
-        now = time.monotonic()
-        cached = self._taxonomy
-        if cached is not None and now - self._checked < self.refresh_s:
-            return cached
-        version = current_version(session)
-        with self._lock:
-            if self._taxonomy is None or self._taxonomy.version != version:
-                self._taxonomy = load_taxonomy(session)
-            self._checked = now
-            return self._taxonomy
+    return parse_taxonomy(data, str(path))

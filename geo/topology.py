@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
 import pyproj
@@ -456,6 +457,34 @@ def piece_widths_m(pieces_m: Any, precision_m: float = 0.005) -> FloatArray:
                 radius = max(radius, shapely.maximum_inscribed_circle(part, tol).length)
         out[i] = 2.0 * radius
     return out
+
+
+def grid_size_for(crs: Any) -> float:
+    """Fixed precision of the topology: the storage grid in lon/lat, 1 mm when projected."""
+    if crs is None or pyproj.CRS.from_user_input(crs).is_geographic:
+        return PRECISION_DEG
+    return 0.001
+
+
+def metric_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
+    """UTM zone of the data (EPSG:32651 for Dalian), for measuring only."""
+    if frame.crs is not None and not pyproj.CRS.from_user_input(frame.crs).is_geographic:
+        return pyproj.CRS.from_user_input(frame.crs)
+    b = frame.total_bounds if len(frame) else np.array([121.5, 38.9, 121.6, 38.95])
+    return metric_crs_for_bounds((float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+
+
+def reproject(geoms: Any, crs: Any, target: pyproj.CRS) -> ObjArray:
+    """A geometry array from ``crs`` to ``target`` (a no-op when they are the same)."""
+    return _apply(_transformer(pyproj.CRS.from_user_input(crs), target), geoms)
+
+
+def area_m2(geom: Any, crs: Any = "EPSG:4326") -> float:
+    """Area in m² of a geometry, measured in its UTM zone (0 for an empty one)."""
+    if geom is None or shapely.is_empty(geom):
+        return 0.0
+    mcrs = metric_crs_for_bounds(shapely.bounds(geom))
+    return float(shapely.area(reproject([geom], crs, mcrs)[0]))
 
 
 # --------------------------------------------------------------------------- the hierarchy
@@ -1101,3 +1130,65 @@ def _moves(levels: Sequence[Level], out: list[ObjArray], crs: pyproj.CRS) -> tup
     added = max(int(len(b_xy) - len(a_xy)), 0)
     largest = float(max(to_b.max(initial=0.0), to_a.max(initial=0.0)))
     return moved, added, largest
+
+
+# --------------------------------------------------------------------------- shared edges, cells
+
+
+def shared_lengths(geoms: Any) -> tuple[IntArray, IntArray, FloatArray]:
+    """Pairs (i < j) of polygons sharing an edge of positive length, with that length."""
+    arr = np.asarray(geoms, dtype=object)
+    if len(arr) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    tree = shapely.STRtree(arr)
+    i, j = tree.query(arr, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    inter = shapely.intersection(shapely.boundary(arr[i]), shapely.boundary(arr[j]))
+    length = shapely.length(inter)
+    keep = length > 0
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), length[keep]
+
+
+def voronoi_sites(
+    region: Any, xy: FloatArray, grid_size: float
+) -> tuple[FloatArray, IntArray, list[Any]]:
+    """Distinct sites of ``xy`` (on the precision grid), index of each point's site, and each
+    site's Voronoi cell clipped to ``region``.
+
+    Longitudes are scaled by cos(latitude) when the data is geographic, so cells are close to
+    metric ones; cells are snapped to the precision grid, so neighbours share exact edges.
+    """
+    keys, inverse = np.unique(
+        np.round(xy / grid_size).astype(np.int64), axis=0, return_inverse=True
+    )
+    inverse = inverse.reshape(-1).astype(np.int64)
+    uxy = keys.astype(float) * grid_size
+    if len(uxy) == 1:
+        return uxy, inverse, [region]
+    kx = float(np.cos(np.radians(uxy[:, 1].mean()))) if grid_size < 1e-3 else 1.0
+    scale = np.array([kx, 1.0])
+    mp = shapely.multipoints(uxy * scale)
+    env = shapely.transform(shapely.envelope(region), lambda c: c * scale)
+    vor = shapely.voronoi_polygons(mp, extend_to=env, ordered=True)
+    cells = np.asarray(shapely.get_parts(vor), dtype=object)
+    cells = shapely.transform(cells, lambda c: c / scale)
+    # Cells well inside the region only need snapping; overlay just the ones crossing it.
+    shapely.prepare(region)
+    inside = shapely.contains_properly(region, cells)
+    clipped = np.empty(len(cells), dtype=object)
+    clipped[inside] = round_to_grid(cells[inside], grid_size)
+    cross = np.flatnonzero(~inside)
+    clipped[cross] = shapely.intersection(cells[cross], region, grid_size=grid_size)
+    return uxy, inverse, [polygonal(c) for c in clipped]
+
+
+def voronoi_cells(region: Any, points: Any, grid_size: float) -> list[Any]:
+    """Voronoi cell of each point clipped to ``region`` (points at one place share a cell)."""
+    pts = np.asarray(points, dtype=object)
+    if len(pts) == 0:
+        return []
+    if len(pts) == 1:
+        return [region]
+    _, inverse, cells = voronoi_sites(region, shapely.get_coordinates(pts), grid_size)
+    return [cells[inverse[k]] for k in range(len(pts))]

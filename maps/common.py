@@ -24,6 +24,7 @@ import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 
+from geo.assign import COARSE_TABLE, GridIndex
 from geo.crs import Coordsys, to_wgs84
 from geo.errors import InvalidInput
 from geo.settings import MapSettings
@@ -95,26 +96,24 @@ def assign_to_grids(points: gpd.GeoDataFrame, grids: gpd.GeoDataFrame) -> np.nda
     """Row index of the grid holding each point, -1 outside every grid.
 
     Uses a ``grid_code`` column when the points already carry one (the stored assignment
-    is authoritative); otherwise a point on a shared edge goes to the lowest grid row, a
-    deterministic stand-in for ``geo.assign``.
+    is authoritative); otherwise the assignment rule itself (``geo.assign.GridIndex``).
     """
     n = len(points)
+    lookup = pd.Series(np.arange(len(grids)), index=grids["code"].astype(str).to_numpy())
+    lookup = lookup[~lookup.index.duplicated()]
     if "grid_code" in points.columns:
-        lookup = pd.Series(np.arange(len(grids)), index=grids["code"].astype(str).to_numpy())
-        lookup = lookup[~lookup.index.duplicated()]
         codes = points["grid_code"].astype("string").fillna("")
         return codes.map(lookup).fillna(-1).astype(np.int64).to_numpy()
-    out = np.full(n, -1, dtype=np.int64)
     if n == 0 or len(grids) == 0:
-        return out
+        return np.full(n, -1, dtype=np.int64)
     pts = to_wgs84(points).geometry.to_numpy() if points.crs is not None else points.geometry
-    tree = shapely.STRtree(to_wgs84(grids).geometry.to_numpy())
-    pi, gi = tree.query(np.asarray(pts, dtype=object), predicate="intersects")
-    order = np.lexsort((gi, pi))
-    pi, gi = pi[order], gi[order]
-    first = np.unique(pi, return_index=True)[1]
-    out[pi[first]] = gi[first]
-    return out
+    # A plan's grids, checked when they were stored or drafted.
+    index = GridIndex.from_frame(
+        grids, code_column="code", validated=True, cells_per_grid=COARSE_TABLE
+    )
+    result = index.assign(shapely.get_x(pts), shapely.get_y(pts))
+    rows = lookup.reindex(index.codes.astype(str)).to_numpy(dtype=np.int64)
+    return np.where(result.position >= 0, rows[result.position], -1).astype(np.int64)
 
 
 # --- names and teams ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Grids are coloured under / inside / over the target band of households, so a planner sees
 at once where to regrid. The page lets the band be changed and recolours in place.
 
-Given the case statistics of the grids (``geo.stats.case_stats``), the grid popups show
+Given the case statistics of the grids (``geo.store.stats.case_stats``), the grid popups show
 them and a switch colours the grids by a case measure (overdue cases, resolution rate, ...)
 instead of the band. The figures travel as arrays aligned with the grid order, rounded.
 """
@@ -268,7 +268,7 @@ def render_workload(
         Precomputed load indexed by grid code (e.g. from the database) with
         :data:`LOAD_COLUMNS`; computed from ``buildings`` and ``reports`` when ``None``.
     case_stats
-        Case statistics indexed by grid code (``geo.stats.case_stats(..., level="grid")``):
+        Case statistics indexed by grid code (``geo.store.stats.case_stats(..., level="grid")``):
         shown in the grid popups and as colourings of the switch. ``None``: no case layer.
     """
     lo, hi = band

@@ -152,7 +152,7 @@ def advance_command(
 ) -> None:
     """Take one step of a case's loop (the rules of POST /cases/{id}/transitions)."""
     from geo.store.cases import advance_case
-    from geo.taxonomy import load_taxonomy
+    from geo.store.taxonomy import load_taxonomy
 
     with runtime(ctx).transaction() as session:
         actor = _actor(session, key)
@@ -189,7 +189,7 @@ def stats_command(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Cases, rates, time to close, satisfaction, open and overdue per unit (GET /stats)."""
-    from geo.stats import case_stats
+    from geo.store.stats import case_stats
 
     with runtime(ctx).transaction() as session:
         frame = case_stats(session, district, level, _when(start, "start"), _when(end, "end"))
@@ -239,7 +239,8 @@ def taxonomy_command(
     """Show the responsibility list in force, or check / replace it from FILE."""
     import json as _json
 
-    from geo.taxonomy import load_taxonomy, parse_taxonomy, replace_taxonomy
+    from geo.store.taxonomy import load_taxonomy, replace_taxonomy
+    from geo.taxonomy import parse_taxonomy
 
     with runtime(ctx).transaction() as session:
         current = load_taxonomy(session)
@@ -277,7 +278,7 @@ def create_key_command(
 ) -> None:
     """Print a new API key (shown once; only its hash is stored)."""
     from geo.store.cases import create_api_key
-    from geo.taxonomy import load_taxonomy
+    from geo.store.taxonomy import load_taxonomy
 
     with runtime(ctx).transaction() as session:
         new = create_api_key(

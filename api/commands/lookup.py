@@ -28,7 +28,7 @@ def lookup_command(
 ) -> None:
     """Which grid owns a coordinate or an address (the rule of GET /lookup)."""
     from api.console import out, print_json, runtime
-    from geo.lookup import GridLookup
+    from geo.store.lookup import GridLookup
 
     when = None
     if as_of:
@@ -41,7 +41,7 @@ def lookup_command(
     with rt.transaction() as session:
         answer: dict[str, Any]
         if address is not None:
-            from geo.address_book import AddressBook
+            from geo.store.address import AddressBook
 
             answer = AddressBook().search(session, address, district=district, limit=limit)
         elif lon is None or lat is None:
@@ -50,7 +50,7 @@ def lookup_command(
             )
         else:
             answer = (
-                GridLookup(rt.url)
+                GridLookup(rt.sessions)
                 .lookup(
                     lon,
                     lat,

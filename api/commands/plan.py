@@ -114,7 +114,7 @@ def regrid_command(
                 session, district, request, author=author, note=note, progress=progress
             )
     if json_output:
-        from geo.store.plans import jsonable
+        from geo.store.frames import jsonable
 
         print_json({"plan_id": plan_id, "metrics": jsonable(result.summary)})
         return
@@ -175,7 +175,7 @@ def show_command(
         problems = [str(p) for p in check_stored_plan(session, plan_id)]
     info["guarantee_problems"] = problems
     if json_output:
-        from geo.store.plans import jsonable
+        from geo.store.frames import jsonable
 
         print_json(jsonable(info))
         return
@@ -215,7 +215,8 @@ def publish_command(
     ctx: typer.Context, plan_id: int, json_output: bool = typer.Option(False, "--json")
 ) -> None:
     """Publish a draft atomically: retire the old plan, re-assign, carry teams over."""
-    from geo.store.plans import jsonable, publish
+    from geo.store.frames import jsonable
+    from geo.store.plans import publish
 
     with stages(json_output) as step, runtime(ctx).transaction() as session:
         result = publish(session, plan_id, progress=step)
@@ -285,7 +286,8 @@ def edit_command(
 ) -> None:
     """Edit a draft; each edit keeps the guarantees or is refused with the reason."""
     from geo.plans import edit_request
-    from geo.store.plans import edit_draft, jsonable
+    from geo.store.frames import jsonable
+    from geo.store.plans import edit_draft
 
     given = {
         "grid_code": grid,

@@ -19,7 +19,6 @@ from api.deps import LookupDep, SessionDep
 from api.problems import PROBLEM_RESPONSES
 from geo.cases import ACK_HOURS, MAX_ACK_HOURS, MAX_REPORT_HOURS, REPORT_HOURS
 from geo.crs import Coordsys
-from geo.stats import case_stats
 from geo.store.cases import (
     advance_case,
     blow_whistle,
@@ -28,6 +27,7 @@ from geo.store.cases import (
     list_cases,
     list_escalations,
 )
+from geo.store.stats import case_stats
 
 router = APIRouter(tags=["cases"], responses=PROBLEM_RESPONSES)
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import text
 
 from api.deps import SessionDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import DistrictSummary, Feature, FeatureCollection
 from geo.errors import NotFound
+from geo.store.districts import published_grids
 from geo.store.queries import district_counts, list_district_codes
 
 router = APIRouter(tags=["districts"], responses=PROBLEM_RESPONSES)
@@ -28,25 +28,10 @@ def get_district(code: str, session: SessionDep) -> dict[str, object]:
     return district_counts(session, code)
 
 
-_GRID_SQL = """
-SELECT g.code, g.name, c.code AS community_code, s.code AS street_code, d.code AS district_code,
-       g.plan_id, ST_AsGeoJSON(g.geom, 15) AS geometry,
-       (SELECT count(*) FROM buildings b WHERE b.grid_id = g.id) AS buildings,
-       (SELECT coalesce(sum(b.households), 0) FROM buildings b WHERE b.grid_id = g.id)
-         AS households
-FROM grids g
-JOIN grid_plans p ON p.id = g.plan_id AND p.status = 'published'
-JOIN districts d ON d.id = p.district_id
-JOIN communities c ON c.id = g.community_id
-JOIN streets s ON s.id = c.street_id
-"""
-
-
-def _feature(row: object) -> Feature:
-    props = dict(row._mapping)  # type: ignore[attr-defined]
-    geometry = json.loads(props.pop("geometry"))
-    props["households"] = int(props["households"])
-    return Feature(id=props["code"], geometry=geometry, properties=props)
+def _feature(grid: dict[str, Any]) -> Feature:
+    properties = dict(grid)
+    geometry = properties.pop("geometry")
+    return Feature(id=properties["code"], geometry=geometry, properties=properties)
 
 
 @router.get("/grids", response_model=FeatureCollection)
@@ -56,16 +41,15 @@ def list_grids(
 ) -> FeatureCollection:
     """The published plan's grids of a district as GeoJSON (EPSG:4326)."""
     district_counts(session, district)  # 404 for an unknown district
-    rows = session.execute(
-        text(_GRID_SQL + " WHERE d.code = :d ORDER BY g.code"), {"d": district}
-    ).all()
-    return FeatureCollection(features=[_feature(r) for r in rows])
+    return FeatureCollection(
+        features=[_feature(g) for g in published_grids(session, district=district)]
+    )
 
 
 @router.get("/grids/{code}", response_model=Feature)
 def get_grid(code: str, session: SessionDep) -> Feature:
     """One grid of a published plan as a GeoJSON Feature."""
-    row = session.execute(text(_GRID_SQL + " WHERE g.code = :c"), {"c": code}).first()
-    if row is None:
+    found = published_grids(session, code=code)
+    if not found:
         raise NotFound(f"no grid {code!r} in any published plan", field="code")
-    return _feature(row)
+    return _feature(found[0])

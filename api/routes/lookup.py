@@ -15,10 +15,10 @@ from pydantic import BaseModel
 from api.deps import LimitsDep, LookupDep
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import AddressResult, LookupResult, PointIn
-from geo.address_book import AddressBook
 from geo.crs import Coordsys
 from geo.errors import InvalidInput
-from geo.lookup import GridLookup
+from geo.store.address import AddressBook
+from geo.store.lookup import GridLookup
 from geo.store.session import transaction
 
 router = APIRouter(tags=["lookup"], responses=PROBLEM_RESPONSES)

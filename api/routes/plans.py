@@ -18,6 +18,7 @@ from geo.errors import NotFound, translate
 from geo.plans import DEFAULT_WEIGHTS, LOAD_COLUMNS, edit_request
 from geo.regrid import RegridRequest
 from geo.store import plans as store
+from geo.store.frames import jsonable
 from geo.store.queries import plan_grids
 from geo.store.session import transaction
 
@@ -142,7 +143,7 @@ def list_plans(
     session: SessionDep, district: Annotated[str, Query(min_length=1)]
 ) -> list[dict[str, Any]]:
     """Every plan of a district."""
-    return store.jsonable(store.list_plans(session, district))
+    return jsonable(store.list_plans(session, district))
 
 
 @router.get("/plans/compare")
@@ -154,14 +155,14 @@ def compare_plans(session: SessionDep, a: PlanQuery, b: PlanQuery) -> dict[str, 
 @router.get("/plans/{plan_id}")
 def get_plan(plan_id: PlanId, session: SessionDep) -> dict[str, Any]:
     """A plan's record and summary metrics."""
-    return store.jsonable(store.describe_plan(session, plan_id))
+    return jsonable(store.describe_plan(session, plan_id))
 
 
 @router.get("/plans/{plan_id}/metrics")
 def get_metrics(plan_id: PlanId, session: SessionDep) -> dict[str, Any]:
     """Summary and per-grid metrics, and the guarantees' check."""
     info = store.describe_plan(session, plan_id)
-    return store.jsonable(
+    return jsonable(
         {
             "plan_id": plan_id,
             "summary": info["summary"],
@@ -197,7 +198,7 @@ def get_plan_grids(plan_id: PlanId, session: SessionDep) -> FeatureCollection:
 def edit_plan(plan_id: PlanId, body: EditIn, session: SessionDep) -> dict[str, Any]:
     """Apply one edit to a draft (split, merge, move, rename) or refuse with the reason."""
     edit = edit_request(body.op, body.model_dump(exclude={"op"}))
-    return store.jsonable(store.edit_draft(session, plan_id, edit))
+    return jsonable(store.edit_draft(session, plan_id, edit))
 
 
 @router.post("/plans/{plan_id}/publish")
@@ -205,4 +206,4 @@ def publish_plan(plan_id: PlanId, session: SessionDep, grids: LookupDep) -> dict
     """Publish atomically: retire the parent, re-assign everything, carry teams over."""
     result = store.publish(session, plan_id)
     grids.invalidate()
-    return store.jsonable(result)
+    return jsonable(result)

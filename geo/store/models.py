@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from geo.cases import Role
+from geo.columns import INT16, INT32, STORED_RULES, check_sql
 
 SRID = 4326
 
@@ -51,6 +52,11 @@ def _geometry(kind: str) -> Geometry:
 
 def _gist(table: str, column: str = "geom") -> Index:
     return Index(f"ix_{table}_{column}_gist", column, postgresql_using="gist")
+
+
+def _bounds(layer: str, column: str, name: str, width: tuple[int, int] = INT32) -> CheckConstraint:
+    """The CHECK of a contract column's declared range (``geo.columns``): one declaration."""
+    return CheckConstraint(check_sql(STORED_RULES[layer].rule(column), width), name=name)
 
 
 class Base(DeclarativeBase):
@@ -194,8 +200,8 @@ class Building(Base):
     __tablename__ = "buildings"
     __table_args__ = (
         UniqueConstraint("district_id", "building_id"),
-        CheckConstraint("households >= 0", name="households_nonnegative"),
-        CheckConstraint("residents IS NULL OR residents >= 0", name="residents_nonnegative"),
+        _bounds("buildings", "households", "households_nonnegative"),
+        _bounds("buildings", "residents", "residents_nonnegative"),
         _gist("buildings"),
     )
 
@@ -226,7 +232,9 @@ class Report(Base):
     subcategory: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(32), server_default="reported")
+    status: Mapped[str] = mapped_column(
+        String(STORED_RULES["reports"].rule("status").max_chars), server_default="reported"
+    )
     description: Mapped[str | None] = mapped_column(Text)
     attrs: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     grid_id: Mapped[int | None] = mapped_column(
@@ -239,7 +247,7 @@ class Report(Base):
     handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     satisfaction: Mapped[int | None] = mapped_column(
-        SmallInteger, CheckConstraint("satisfaction BETWEEN 1 AND 5", name="satisfaction_1_5")
+        SmallInteger, _bounds("reports", "satisfaction", "satisfaction_1_5", INT16)
     )
     reopened: Mapped[int] = mapped_column(Integer, server_default="0")
     #: A grid code or a department code (responsibility list), set when dispatched.

@@ -7,7 +7,6 @@ always inside the caller's transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,16 +21,9 @@ from sqlalchemy.orm import Session
 from geo.cases import FINAL
 from geo.errors import Conflict, InvalidInput, NotFound, PlanNotDraft, where
 from geo.plans import Edit, MergeEdit, MoveEdit, SplitEdit
+from geo.store.frames import as_wkb, finish_frame, jsonable, read_frame
 from geo.store.models import CrosswalkRow, District, Grid, GridPlan, GridTeam, PlanStatus
-from geo.store.queries import (
-    as_wkb,
-    district_id,
-    finish_frame,
-    plan_grids,
-    published_plan_id,
-    read_frame,
-    reassign_district,
-)
+from geo.store.queries import district_id, plan_grids, published_plan_id, reassign_district
 from geo.topology import as_multipolygon
 
 if TYPE_CHECKING:
@@ -151,24 +143,6 @@ def save_draft(
     _write_grids(session, inputs.district_pk, int(plan_id), grids)
     _write_crosswalk(session, int(plan_id), crosswalk)
     return int(plan_id)
-
-
-def jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, pd.DataFrame):
-        return value.to_dict("records")
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _write_grids(session: Session, district_pk: int, plan_id: int, grids: gpd.GeoDataFrame) -> None:

@@ -10,7 +10,6 @@ import csv
 import io
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,18 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from geoalchemy2.elements import WKBElement
 from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    DateTime,
-    Float,
-    Integer,
-    Numeric,
-    SmallInteger,
-    String,
-    Table,
-    UniqueConstraint,
     delete,
     func,
     insert,
@@ -43,21 +31,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from geo.columns import STORED_RULES
 from geo.errors import Conflict, DataRefused, NotFound, where
 from geo.grids import (
     REQUIRED_COLUMNS,
-    ColumnRule,
     DistrictData,
-    LayerRules,
     Repair,
     naive_times,
     parse_times,
     shared_addresses,
 )
 from geo.precision import DEFAULT_TOLERANCE_M
+from geo.store.frames import as_wkb, finish_frame, jsonable, read_frame
 from geo.store.models import (
     SRID,
-    Base,
     Building,
     Community,
     District,
@@ -72,121 +59,10 @@ from geo.store.models import (
 
 Progress = Callable[[str], None]
 
-#: Columns the schema stores as columns; anything else in a layer goes to ``attrs``.
-BUILDING_COLUMNS = ("building_id", "address", "households", "residents", "floors")
-REPORT_COLUMNS = (
-    "report_id",
-    "category",
-    "subcategory",
-    "reported_at",
-    "closed_at",
-    "status",
-    "description",
-    # the closed loop (geo/cases.py); "grid" as assignee means the case's own grid
-    "registered_at",
-    "due_at",
-    "handled_at",
-    "verified_at",
-    "satisfaction",
-    "reopened",
-    "assignee",
-)
-
-#: The table each contract layer is written to and the layer columns stored as its columns
-#: (the others go to ``attrs``). The dry run's column checks are derived from these columns
-#: of the models (``column_rules``), so a column added here is checked without more code.
-STORED_COLUMNS: dict[str, tuple[type[Base], tuple[str, ...]]] = {
-    "district": (District, ("code", "name")),
-    "streets": (Street, ("code", "name")),
-    "communities": (Community, ("code", "name")),
-    "grids": (Grid, ("code", "name")),
-    "buildings": (Building, BUILDING_COLUMNS),
-    "reports": (Report, REPORT_COLUMNS),
-    "roads": (Road, ("name",)),
-}
-
-#: Columns that tie a row to its district or plan: not in the files, so not in the checks.
-_PARENT_KEYS = {"district_id", "plan_id"}
-
-#: The CHECK constraint forms ``column_rules`` reads: ``c >= N``, ``c IS NULL OR c >= N``
-#: and ``c BETWEEN A AND B``. A constraint of any other form is reported by
-#: ``column_rules(strict=True)``, which a test calls.
-_CHECKS = (
-    re.compile(r"^\(?(?P<c>\w+) >= (?P<low>-?\d+)\)?$"),
-    re.compile(r"^\(?(?P<c>\w+) IS NULL OR (?P=c) >= (?P<low>-?\d+)\)?$"),
-    re.compile(r"^\(?(?P<c>\w+) BETWEEN (?P<low>-?\d+) AND (?P<high>-?\d+)\)?$"),
-)
-
-
-def column_rules(*, strict: bool = False) -> dict[str, LayerRules]:
-    """What each stored column accepts, read from the models: NOT NULL, type, length, CHECKs.
-
-    ``strict`` raises on a CHECK constraint of a loaded column that these rules cannot read,
-    so that a new constraint cannot be added without the dry run learning it.
-    """
-    rules: dict[str, LayerRules] = {}
-    for layer, (model, columns) in STORED_COLUMNS.items():
-        table: Table = model.__table__  # type: ignore[assignment]
-        bounds: dict[str, tuple[int | None, int | None]] = {}
-        checks = [*table.constraints, *(k for c in table.columns for k in c.constraints)]
-        for check in checks:
-            if not isinstance(check, CheckConstraint):
-                continue
-            text_ = " ".join(str(check.sqltext).split())
-            match = next((m for m in (r.match(text_) for r in _CHECKS) if m), None)
-            if match is None or match["c"] not in columns:
-                if strict and any(re.search(rf"\b{c}\b", text_) for c in columns):
-                    raise ValueError(f"cannot read the CHECK constraint {text_!r} of {table.name}")
-                continue
-            high = match.groupdict().get("high")
-            bounds[match["c"]] = (int(match["low"]), int(high) if high is not None else None)
-        column_list = []
-        for name in columns:
-            column = table.columns[name]
-            kind, low, high, chars = _column_kind(column.type)
-            check_low, check_high = bounds.get(name, (None, None))
-            column_list.append(
-                ColumnRule(
-                    column=name,
-                    kind=kind,
-                    required=not column.nullable and column.server_default is None,
-                    max_chars=chars,
-                    low=_tighter(low, check_low, max),
-                    high=_tighter(high, check_high, min),
-                )
-            )
-        unique = tuple(
-            key
-            for key in (
-                tuple(c.name for c in constraint.columns if c.name not in _PARENT_KEYS)
-                for constraint in table.constraints
-                if isinstance(constraint, UniqueConstraint)
-            )
-            if key and all(c in columns for c in key)
-        )
-        rules[layer] = LayerRules(tuple(column_list), unique)
-    return rules
-
-
-def _tighter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
-    return b if a is None else a if b is None else pick(a, b)
-
-
-def _column_kind(kind: Any) -> tuple[str, int | None, int | None, int | None]:
-    """(kind, lowest, highest, max characters) of a column type."""
-    if isinstance(kind, SmallInteger):
-        return "integer", -(2**15), 2**15 - 1, None
-    if isinstance(kind, BigInteger):
-        return "integer", -(2**63), 2**63 - 1, None
-    if isinstance(kind, Integer):
-        return "integer", -(2**31), 2**31 - 1, None
-    if isinstance(kind, DateTime):
-        return "time", None, None, None
-    if isinstance(kind, Float | Numeric):
-        return "number", None, None, None
-    if isinstance(kind, String):  # Text is a String without a length
-        return "text", None, None, kind.length
-    raise TypeError(f"no dry-run check for column type {kind!r}")
+#: The layer columns buildings and reports store as columns (``geo.columns``); the others
+#: go to ``attrs``.
+BUILDING_COLUMNS = STORED_RULES["buildings"].names
+REPORT_COLUMNS = STORED_RULES["reports"].names
 
 
 @dataclass
@@ -217,10 +93,6 @@ class LoadSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def as_wkb(geom: shapely.Geometry) -> WKBElement:
-    return WKBElement(shapely.to_wkb(geom), srid=SRID, extended=False)
 
 
 def _ewkb_hex(geoms: np.ndarray) -> np.ndarray:
@@ -485,7 +357,6 @@ def _insert_district(session: Session, data: DistrictData, source: str | None) -
 def _store_first_plan_metrics(session: Session, plan_id: int, data: DistrictData) -> None:
     """Balance and compactness of the loaded grids, so the first plan compares like a draft."""
     from geo.plans import plan_metrics
-    from geo.store.plans import jsonable
 
     grid_metrics, summary = plan_metrics(data.communities, data.grids, data.buildings, None)
     session.execute(
@@ -755,28 +626,6 @@ def _report_rows(
 
 
 # --- reading back ---------------------------------------------------------------------------
-
-
-def read_frame(session: Session, sql: str, **params: Any) -> gpd.GeoDataFrame:
-    return gpd.read_postgis(
-        text(sql).bindparams(**params), session.connection(), geom_col="geom", crs=SRID
-    )
-
-
-def _expand_attrs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    if "attrs" not in frame.columns:
-        return frame
-    extra = pd.DataFrame(list(frame["attrs"].map(lambda a: a or {})), index=frame.index)
-    frame = frame.drop(columns=["attrs"])
-    for column in sorted(extra.columns):
-        if column not in frame.columns:
-            frame[column] = extra[column]
-    return frame
-
-
-def finish_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    frame = _expand_attrs(frame).rename_geometry("geometry")
-    return frame.reset_index(drop=True)
 
 
 def plan_grids(session: Session, plan_id: int) -> gpd.GeoDataFrame:

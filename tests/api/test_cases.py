@@ -20,7 +20,7 @@ from geo.lookup import LookupAnswer
 from geo.settings import GridmapSettings
 from geo.store.cases import actor_for_key, advance_case, blow_whistle, create_api_key, file_case
 from geo.store.session import transaction
-from geo.taxonomy import load_taxonomy
+from geo.store.taxonomy import load_taxonomy
 from tests.api.conftest import LiveServer, loaded_database, running_server
 
 DISTRICT = "210299"

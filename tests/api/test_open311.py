@@ -16,7 +16,7 @@ from fixtures.district import generate_district, write_district
 from geo.settings import GridmapSettings
 from geo.store.cases import create_api_key
 from geo.store.session import transaction
-from geo.taxonomy import load_taxonomy
+from geo.store.taxonomy import load_taxonomy
 from tests.api.conftest import LiveServer, loaded_database, running_server
 from tests.api.test_cases import DISTRICT, PERSONAL, point_in
 

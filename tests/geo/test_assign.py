@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import geo.assign as assign_module
-from geo.assign import GridIndex, assign_files, assign_frame
+from geo.assign import NO_TABLE, GridIndex, assign_files, assign_frame
 from geo.crs import metric_crs_for
 from geo.errors import InvalidGeometry, InvalidInput
 from tests.strategies import Tiling, lattice, points_for, tilings
@@ -72,10 +72,40 @@ def check_against_oracle(tiling: Tiling, points: list[tuple[float, float]], cell
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), tiling=tilings, cells=st.sampled_from([1, 8, 64, 512]))
+@given(data=st.data(), tiling=tilings, cells=st.sampled_from([NO_TABLE, 1, 8, 64, 512]))
 def test_agrees_with_oracle(data: st.DataObject, tiling: Tiling, cells: int) -> None:
-    """Every strategy, several raster resolutions (coarse ones walk more edges)."""
+    """Every strategy, several raster resolutions (coarse ones walk more edges), and none."""
     check_against_oracle(tiling, data.draw(points_for(tiling)), cells)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tiling=tilings, cells=st.sampled_from([NO_TABLE, 64]))
+def test_snap_all_gives_every_outside_point_its_nearest_grid(
+    data: st.DataObject, tiling: Tiling, cells: int
+) -> None:
+    """``snap_all`` (a plan's counts): covered points as the rule says, the others snapped to
+    the oracle's nearest grid, keeping how far it was; ``position`` names the same grid."""
+    pts = data.draw(points_for(tiling))
+    index = GridIndex.from_arrays(tiling.codes, tiling.geoms, cells_per_grid=cells)
+    xy = np.array(pts, dtype=float).reshape(-1, 2)
+    got = index.assign(xy[:, 0], xy[:, 1], snap_all=True)
+    for i, (code, _boundary, near, dist) in enumerate(oracle(tiling, pts)):
+        where = f"point {i} {pts[i]!r}"
+        assert got.grid_code[i] == (code if code is not None else near), where
+        assert bool(got.snapped[i]) == (code is None), where
+        assert index.codes[got.position[i]] == got.grid_code[i], where
+        if dist is not None:
+            assert got.distance_m[i] == pytest.approx(dist, rel=1e-6, abs=1e-6), where
+
+
+def test_ranked_grids_give_a_shared_edge_to_the_first() -> None:
+    """Grids without codes rank in the given order, as codes would (a regrid's pieces)."""
+    left, right = shapely.box(X0, Y0, X1, Y1), shapely.box(X1, Y0, X2, Y1)
+    on_edge = ([X1], [(Y0 + Y1) / 2])
+    assert GridIndex.ranked([left, right]).assign(*on_edge).position.tolist() == [0]
+    assert GridIndex.ranked([right, left]).assign(*on_edge).position.tolist() == [0]
+    many = GridIndex.ranked([left] + [shapely.box(X2 + i, Y0, X2 + i + 1, Y1) for i in range(11)])
+    assert list(many.codes[:3]) == ["00", "01", "02"]  # fixed width: code order is given order
 
 
 @settings(max_examples=25, deadline=None)
@@ -94,7 +124,7 @@ def test_random_interior_points_agree(data: st.DataObject, tiling: Tiling) -> No
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), tiling=tilings, cells=st.sampled_from([1, 8, 64, 512]))
+@given(data=st.data(), tiling=tilings, cells=st.sampled_from([NO_TABLE, 1, 8, 64, 512]))
 def test_one_point_at_a_time_agrees_with_the_oracle(
     data: st.DataObject, tiling: Tiling, cells: int
 ) -> None:

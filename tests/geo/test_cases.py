@@ -38,7 +38,6 @@ from geo.crs import Coordsys
 from geo.errors import DataRefused, Forbidden, InvalidInput, NotAllowed, NotFound
 from geo.lookup import LookupAnswer
 from geo.settings import GridmapSettings
-from geo.stats import case_stats
 from geo.store.cases import (
     actor_for_key,
     advance_case,
@@ -50,7 +49,9 @@ from geo.store.cases import (
     list_escalations,
 )
 from geo.store.session import transaction
-from geo.taxonomy import load_taxonomy, parse_taxonomy, replace_taxonomy, shipped_taxonomy
+from geo.store.stats import case_stats
+from geo.store.taxonomy import load_taxonomy, replace_taxonomy
+from geo.taxonomy import parse_taxonomy, shipped_taxonomy
 from tests.api.conftest import loaded_database
 
 GRID, OTHER_GRID, DEPT = "G1", "G2", "water"
@@ -299,11 +300,12 @@ def tiny_url(
 
 
 def test_a_case_walks_the_loop_with_the_right_actors(tiny_url: str, tmp_path: Path) -> None:
-    from geo.lookup import GridLookup
+    from geo.store.lookup import GridLookup
+    from geo.store.session import session_factory
 
     with transaction(tiny_url) as session:
         taxonomy = load_taxonomy(session)
-        lookup = GridLookup(tiny_url)
+        lookup = GridLookup(session_factory(tiny_url))
         grid = session.execute(
             text(
                 "SELECT code, ST_X(ST_PointOnSurface(geom)) x, ST_Y(ST_PointOnSurface(geom)) y"

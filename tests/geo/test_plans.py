@@ -15,24 +15,27 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from shapely import LineString
 
 from geo.errors import Conflict, InvalidInput
 from geo.plans import (
+    assign_buildings,
     check_plan,
     compare_plans,
     crosswalk,
     merge_grids,
     move_buildings,
     new_codes,
-    node_coverage,
     plan_metrics,
     rename_grid,
-    round_to_grid,
     split_grid,
-    voronoi_sites,
 )
+from geo.topology import node_coverage, round_to_grid, voronoi_sites
+from tests.geo.test_assign import oracle as assignment_oracle
 from tests.geo.test_regrid import synthetic
+from tests.strategies import Tiling, points_for, tilings
 
 Layers = tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]
 
@@ -218,3 +221,17 @@ def test_node_coverage_keeps_a_neck_with_its_polygon() -> None:
     assert [shapely.get_num_geometries(g) for g in out] == [1, 1]
     assert out[1].area == pytest.approx(dumbbell.area)
     assert out[0].area == pytest.approx(1.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tiling=tilings)
+def test_building_counts_follow_the_assignment_rule(data: st.DataObject, tiling: Tiling) -> None:
+    """``assign_buildings`` (a plan's counts, grids sorted by code) gives each point the rule's
+    grid, and a point outside every grid its nearest one: the oracle of ``test_assign``."""
+    pts = data.draw(points_for(tiling))
+    order = np.argsort(np.asarray(tiling.codes, dtype=str), kind="stable")
+    codes = [tiling.codes[k] for k in order]
+    xy = np.array(pts, dtype=float).reshape(-1, 2)
+    owner = assign_buildings([tiling.geoms[k] for k in order], shapely.points(xy))
+    for i, (code, _boundary, near, _dist) in enumerate(assignment_oracle(tiling, pts)):
+        assert codes[owner[i]] == (code if code is not None else near), (i, pts[i])

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from shapely.geometry import box
 
 from geo.errors import InvalidInput
-from geo.plans import check_plan, precise_inputs, voronoi_sites
+from geo.plans import check_plan, precise_inputs
 from geo.regrid import (
     RegridRequest,
     _bisect,
@@ -34,6 +34,7 @@ from geo.regrid import (
     _shared_segments,
     regrid,
 )
+from geo.topology import voronoi_sites
 
 X0, Y0 = 121.55, 38.90
 

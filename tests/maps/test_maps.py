@@ -19,14 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from shapely.geometry import Polygon, box
 
 from geo.settings import MapSettings
 from maps.assets import ASSETS, CSP, STATIC_DIR, csp_for, verify_assets
+from maps.common import assign_to_grids
 from maps.geometry import simplify_coverage
 from maps.hotspots import HotspotFilters, filter_reports, quantile_breaks, render_hotspots
 from maps.plan_diff import change_class, load_change, render_compare
 from maps.workload import CASE_COLUMNS, case_layers, grid_workload, render_workload
+from tests.geo.test_assign import oracle as assignment_oracle
+from tests.strategies import Tiling, points_for, tilings
 
 X0, Y0, CELL = 121.60, 38.90, 0.004  # a 4 x 3 block of ~350 m cells in Dalian
 
@@ -149,7 +154,7 @@ def small_district(n_reports: int = 600, seed: int = 1) -> SimpleNamespace:
 
 
 def fake_case_stats(grids: gpd.GeoDataFrame, seed: int = 5) -> pd.DataFrame:
-    """Case statistics shaped like ``geo.stats.case_stats(level="grid")``, without a database.
+    """Case statistics shaped like ``geo.store.stats.case_stats(level="grid")``, without a database.
 
     The first grid has no row (a grid the statistics do not know), the second has no valid
     case (its rates and times are NaN, as ``case_stats`` gives them).
@@ -676,3 +681,22 @@ def test_union_of_tiles_survives_tiles_that_no_longer_match() -> None:
         shapely.coverage_union_all([tile, duplicate])
     merged = union_of_tiles([tile, duplicate])
     assert merged.area == pytest.approx(1.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tiling=tilings)
+def test_map_counts_follow_the_assignment_rule(data: st.DataObject, tiling: Tiling) -> None:
+    """Points without a stored grid go to the rule's grid (smallest code on a shared edge,
+    whatever the rows' order), none outside every grid: the oracle of ``test_assign``."""
+    pts = data.draw(points_for(tiling))
+    rows = data.draw(st.permutations(range(len(tiling.codes))))
+    grids = gpd.GeoDataFrame(
+        {"code": [tiling.codes[k] for k in rows]},
+        geometry=[tiling.geoms[k] for k in rows],
+        crs=4326,
+    )
+    xy = np.array(pts, dtype=float).reshape(-1, 2)
+    points = gpd.GeoDataFrame(geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]), crs=4326)
+    got = assign_to_grids(points, grids)
+    for i, (code, *_rest) in enumerate(assignment_oracle(tiling, pts)):
+        assert (grids["code"].iat[got[i]] if got[i] >= 0 else None) == code, (i, pts[i])

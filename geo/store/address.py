@@ -1,5 +1,7 @@
 """Address lookup across the stored districts: one ``AddressIndex`` over every published plan.
 
+The index and the answer are ``geo.address``'s; here they are fed from the store.
+
 One index, not one per district, so that a query naming its district, street or community
 is matched inside that place and nowhere else, and one naming no place is ambiguous when
 two districts have the same building. The index is built on first use from the buildings
@@ -16,7 +18,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from geo.address import AddressIndex
+from geo.address import AddressIndex, Places, answer_fields
 from geo.errors import InvalidInput, NotFound
 
 _BUILDINGS_SQL = """
@@ -61,8 +63,6 @@ WHERE p.status = 'published' ORDER BY d.code
 """
 
 Plans = tuple[tuple[str, int], ...]
-#: (district code, building id) -> (lon, lat) of the building.
-Places = dict[tuple[str | None, str], tuple[float, float]]
 
 
 class AddressBook:
@@ -108,36 +108,4 @@ class AddressBook:
             )
         index, where = self._index_for(session, plans)
         answer = index.search(query, limit=limit, district=district)
-
-        def shown(c: Any) -> dict[str, Any]:
-            lon, lat = where[(c.district_code, c.building_id)]
-            return {
-                "building_id": c.building_id,
-                "address": c.address,
-                "score": round(float(c.score), 1),
-                "grid_code": c.grid_code,
-                "district_code": c.district_code,
-                "lon": lon,
-                "lat": lat,
-            }
-
-        return {
-            "query": query,
-            "normalized": answer.normalized,
-            "ambiguous": answer.ambiguous,
-            "reason": answer.reason or None,
-            "best": shown(answer.best) if answer.best else None,
-            "candidates": [shown(c) for c in answer.candidates],
-            "units": [
-                {
-                    "level": u.level,
-                    "code": u.code,
-                    "name": u.name,
-                    "district_code": u.district_code,
-                    "street_code": u.street_code,
-                    "community_code": u.community_code,
-                    "grids": list(u.grids) if u.level == "community" else None,
-                }
-                for u in answer.units
-            ],
-        }
+        return answer_fields(query, answer, where)
