@@ -810,6 +810,12 @@ def _finish_edit(
     fitted = fit_to_frozen(
         new, shapely.boundary(region), gs, keep_sides_of=shapely.get_coordinates(b.geometry.values)
     )
+    if any(g.is_empty for g in fitted):
+        raise Conflict(
+            "the edit would leave a grid too small to meet its neighbours at their vertices",
+            field="geometry",
+            fix="draw the edit so that every new grid touches the others along a longer edge",
+        )
     add = add.set_geometry(
         gpd.GeoSeries([as_multipolygon(g) for g in fitted], crs=grids.crs, index=add.index)
     )

@@ -308,6 +308,21 @@ def regrid(
     say("node coverage", 0.8)
     out_geom = _fit_to_frozen(out_geom, out_comm, out_keep, comm_geoms, gs, b_xy)
     out_geom = _merge_slivers(out_geom, out_comm, out_keep, comm_geoms, gs)
+    # A part that fitting to the community boundary made vanish (narrower there than one
+    # boundary segment) is dropped; its neighbours took its land.
+    alive = [k for k, g in enumerate(out_geom) if not g.is_empty]
+    if len(alive) < len(out_geom):
+        warnings.append(
+            {
+                "grid_code": "",
+                "reason": f"{len(out_geom) - len(alive)} new grid(s) too small to meet the "
+                "community boundary at its vertices were absorbed by their neighbours",
+            }
+        )
+        out_geom = [out_geom[k] for k in alive]
+        out_comm = [out_comm[k] for k in alive]
+        out_keep = [out_keep[k] for k in alive]
+        out_note = [out_note[k] for k in alive]
 
     # Codes: kept grids keep theirs; new ones continue each community's sequence.
     used = {*map(str, used_codes), *(c for c in piece_code if c)}

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pyproj
 import shapely
+from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -258,7 +259,8 @@ def fit_to_frozen(
     the cut's last short segment; of the segment's two ends, the nearer one that carries no
     point of ``keep_sides_of`` across the cut), noded with the frozen lines and polygonized;
     each face goes back to the part that held it. Frozen boundaries come out exactly as
-    they were, and neighbours share every vertex.
+    they were, and neighbours share every vertex. A part too small to keep a face (narrower
+    where it meets the boundary than one frozen segment) comes back empty.
     """
     arr = np.asarray(list(parts), dtype=object)
     if len(arr) == 0 or frozen is None or frozen.is_empty:
@@ -293,11 +295,30 @@ def fit_to_frozen(
     todo = np.flatnonzero(label == -1).tolist()
     if todo:
         _FaceAdjacency(faces).fill(label, todo, np.zeros(len(faces)))
-    out = list(arr)
+    # A small part whose cut ends swung apart can lose its face to a neighbour (its interior
+    # point falls there): faces are then matched to parts by overlap, one face each at least.
+    counts = np.bincount(label[label >= 0], minlength=len(arr))
+    if (counts == 0).any():
+        f_idx, a_idx = shapely.STRtree(faces).query(arr, predicate="intersects")[::-1]
+        overlap = shapely.area(shapely.intersection(faces[f_idx], arr[a_idx], grid_size=grid_size))
+        weights = np.zeros((len(faces), len(arr)))
+        np.add.at(weights, (f_idx, a_idx), overlap)
+        rows, cols = linear_sum_assignment(-weights)
+        for f, i in zip(rows.tolist(), cols.tolist(), strict=True):
+            if weights[f, i] > 0:
+                label[f] = i
+    out: list[Any] = []
     for i in range(len(arr)):
         mine = faces[label == i]
-        if len(mine):
-            out[i] = mine[0] if len(mine) == 1 else shapely.coverage_union_all(mine)
+        # None left: a part narrower at the boundary than a frozen segment, whose cut ends
+        # both had to move to one vertex, collapsed; it comes back empty (the caller decides).
+        out.append(
+            shapely.Polygon()
+            if len(mine) == 0
+            else mine[0]
+            if len(mine) == 1
+            else shapely.coverage_union_all(mine)
+        )
     return out
 
 
@@ -329,9 +350,9 @@ def _ended_cuts(
                 return False
         last = shapely.LineString([w, inward])
         near = edges[edge_tree.query(last, predicate="intersects")]
-        hits = shapely.intersection(near, last)
-        ok = shapely.Point(w).buffer(reach).union(shapely.Point(inward).buffer(reach))
-        return bool(shapely.is_empty(shapely.difference(hits, ok)).all())
+        # Crossing, not touching or running along: the neighbour's copy of the same cut
+        # runs along it, and the edges at its two ends touch it.
+        return not bool(shapely.crosses(near, last).any())
 
     def end_of(p: FloatArray, inward: FloatArray) -> FloatArray:
         key = (float(p[0]), float(p[1]))
@@ -345,18 +366,29 @@ def _ended_cuts(
         ends[key] = next((w for w in choices if clear(p, w, inward)), choices[0])
         return ends[key]
 
-    runs: list[Any] = []
+    def _key(p: FloatArray) -> tuple[float, float]:
+        return (float(p[0]), float(p[1]))
+
+    def other_end(p: FloatArray, taken: FloatArray) -> FloatArray | None:
+        seg = segments[int(seg_tree.query_nearest(shapely.Point(p))[0])]
+        others = [w for w in shapely.get_coordinates(seg) if not np.array_equal(w, taken)]
+        return others[0] if others else None
+
+    closed: list[Any] = []
+    cut_runs: list[tuple[FloatArray, FloatArray, FloatArray]] = []  # (exit, body, entry)
+    pinned: set[tuple[float, float]] = set()
     for r in np.unique(ring_of).tolist():
         xy = coords[ring_of == r][:-1]
         flags = on[ring_of == r][:-1]
         if not flags.any():
-            runs.append(shapely.linestrings(np.vstack([xy, xy[:1]])))
+            closed.append(shapely.linestrings(np.vstack([xy, xy[:1]])))
             continue
         if flags.all():
             continue
         start = int(np.flatnonzero(flags)[0])
         xy, flags = np.roll(xy, -start, axis=0), np.roll(flags, -start)
         n = len(xy)
+        mine: list[tuple[FloatArray, FloatArray, FloatArray]] = []
         k = 0
         while k < n:
             if flags[k] and not flags[(k + 1) % n]:
@@ -364,12 +396,34 @@ def _ended_cuts(
                 while not flags[j % n]:
                     j += 1
                 body = xy[[m % n for m in range(k + 1, j)]]
-                line = np.vstack([end_of(xy[k], body[0]), body, end_of(xy[j % n], body[-1])])
-                runs.append(shapely.linestrings(line))
+                end_of(xy[k], body[0])
+                end_of(xy[j % n], body[-1])
+                mine.append((xy[k], body, xy[j % n]))
                 k = j
             else:
                 k += 1
-    return np.asarray(runs, dtype=object)
+        # A part touching the frozen line along one stretch only, shorter than a frozen
+        # segment, would be pinched off at a vertex when both its cut ends move there: one
+        # end moves to the other end of its segment instead (and stays there).
+        if len(mine) == 1:
+            leave, _, entry = mine[0]
+            if np.array_equal(ends[_key(entry)], ends[_key(leave)]):
+                for loose in (leave, entry):
+                    if _key(loose) in pinned or _rows_in(loose[None, :], frozen_xy)[0]:
+                        continue
+                    w = other_end(loose, ends[_key(loose)])
+                    if w is not None:
+                        ends[_key(loose)] = w
+                        pinned.add(_key(loose))
+                        break
+        cut_runs.extend(mine)
+    lines = [
+        shapely.linestrings(
+            np.vstack([ends[(float(e[0]), float(e[1]))], body, ends[(float(x[0]), float(x[1]))]])
+        )
+        for e, body, x in cut_runs
+    ]
+    return np.asarray(closed + lines, dtype=object)
 
 
 def _row_index(table: FloatArray, rows: FloatArray) -> IntArray:
