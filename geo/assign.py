@@ -43,6 +43,7 @@ from geo.io import (
     read_points_file,
     write_points_file,
 )
+from geo.precision import DEFAULT_TOLERANCE_M
 from geo.settings import InputLimits
 
 __all__ = [
@@ -73,6 +74,9 @@ _EXACT = -2  # the cell meets an edge (or grids overlap there): ask GEOS
 #: cap keeps the build linear in the edges for plans with very many grids: their cells then
 #: hold a few edges each, which the walk handles (cheaper than a finer table to build).
 _CELLS_PER_GRID = 1024
+#: A point this close to a grid it falls outside of is on its boundary: the topology tolerance
+#: (``geo.precision``) within which the stored boundaries are where the data put them.
+ON_EDGE_M = DEFAULT_TOLERANCE_M
 _MAX_CELLS = 1 << 22
 _MIN_CELLS = 16
 #: Padding in cell units around every edge: far above float rounding (~1e-12 cells).
@@ -354,7 +358,8 @@ class GridIndex:
         snap_all: bool = False,
         row_offset: int = 0,
     ) -> Assignment:
-        """Assign lon/lat points (EPSG:4326) to grids by the covers/smallest-code rule.
+        """Assign lon/lat points (EPSG:4326) to grids by the covers/smallest-code rule;
+        a point within ``ON_EDGE_M`` of a grid it is not in lies on that grid's boundary.
 
         ``snap_all`` snaps every point outside every grid to its nearest grid, however far
         (a plan's building counts: every building belongs to some grid). ``row_offset``
@@ -411,6 +416,11 @@ class GridIndex:
             near_pos, near_m = self._nearest(x[outside], y[outside])
             nearest_code[outside] = self.codes[near_pos]
             distance_m[outside] = near_m
+            # Within the tolerance a point is on the boundary (the precision model: a vertex
+            # reprojected separately from its outline lands a millimetre off it).
+            edge = near_m <= ON_EDGE_M
+            pos[outside[edge]] = near_pos[edge]
+            on_boundary[outside[edge]] = True
             if snap_all or snap_m > 0:
                 snap = near_m <= snap_m if not snap_all else np.ones(len(near_m), dtype=bool)
                 pos[outside[snap]] = near_pos[snap]

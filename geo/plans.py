@@ -24,6 +24,8 @@ import pandas as pd
 import pyproj
 import shapely
 import shapely.ops
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from shapely import LineString
 
 from geo.assign import COARSE_TABLE, NO_TABLE, GridIndex
@@ -42,6 +44,7 @@ from geo.topology import (
     node_hierarchy,
     polygonal,
     reproject,
+    shared_lengths,
     snap,
     thinner_than,
     voronoi_cells,
@@ -913,14 +916,15 @@ def merge_grids(
             field="codes",
             fix="merge only grids of one community",
         )
-    gs = grid_size_for(g.crs)
-    merged = shapely.union_all(g.geometry.values[rows], grid_size=gs)
-    if shapely.get_num_geometries(merged) > 1:
+    members = np.asarray(g.geometry.values[rows], dtype=object)
+    if not _edge_connected(members):
         raise InvalidInput(
             "grids are not adjacent (they share no edge)",
             field="codes",
             fix="merge grids that share a boundary",
         )
+    # Stored plans match edge for edge, so the union is exact (island grids stay in parts).
+    merged = shapely.coverage_union_all(members)
     used = {*map(str, used_codes), *g["code"].astype(str)}
     p = shapely.point_on_surface(merged)
     new = new_codes(comms[0], [(p.x, p.y)], used)[0]
@@ -932,6 +936,16 @@ def merge_grids(
         "geometry": merged,
     }
     return _finish_edit(g, rows, [row], communities, buildings)
+
+
+def _edge_connected(geoms: Any) -> bool:
+    """Do these polygons form one group through shared edges (not only corners)? Grids of an
+    island community are in several pieces each, so their union's piece count says nothing."""
+    i, j, _ = shared_lengths(geoms)
+    if len(geoms) <= 1:
+        return True
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(geoms), len(geoms)))
+    return int(connected_components(graph, directed=False)[0]) == 1
 
 
 def move_buildings(

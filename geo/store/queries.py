@@ -234,7 +234,7 @@ def _store_district(
     index = GridIndex.from_frame(data.grids, code_column="code", validated=True)
     # A building on the outline may sit a reprojection's millimetre outside every grid:
     # within the tolerance it belongs to the nearest one (validation refused the rest).
-    b_codes = _assign_codes(index, data.buildings, snap_m=tolerance_m)
+    b_codes = _assign_codes(index, data.buildings)
     r_codes = _assign_codes(index, data.reports)
 
     say(f"writing {len(data.buildings):,} buildings")
