@@ -37,6 +37,8 @@ def lookup_command(
         except ValueError:
             raise InvalidInput(f"{as_of!r} is not a date", field="as_of") from None
         when = datetime.combine(parsed, time(23, 59, 59), tzinfo=ZoneInfo("Asia/Shanghai"))
+    if address is not None and (lon is not None or lat is not None):
+        raise InvalidInput("give --lon and --lat, or --address, not both", field="address")
     rt = runtime(ctx)
     with rt.transaction() as session:
         answer: dict[str, Any]

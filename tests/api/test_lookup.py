@@ -334,3 +334,14 @@ def test_empty_address_is_refused(live_server: LiveServer) -> None:
     answer = live_server.client.get("/lookup", params={"address": "  "})
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "address"
+
+
+def test_cli_refuses_coordinates_and_an_address_together(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", live_server.database_url)
+    result = CliRunner().invoke(
+        cli_app, ["lookup", "--lon", "120.39", "--lat", "36.065", "--address", "山东路1号"]
+    )
+    assert result.exit_code == 1
+    assert "not both" in result.stderr and "Traceback" not in result.output
